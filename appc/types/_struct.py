@@ -1,0 +1,235 @@
+"""JSON (de)serialization shared by every struct type of the spec.
+
+A struct type is a frozen attrs class whose JSON-visible fields carry
+``metadata=json_field("jsonName")``.  Field order is the canonical output order.
+:meth:`Struct.from_dict` converts and validates *every* field and reports all the
+problems at once, each with its field path; :meth:`Struct.to_dict` writes the
+canonical JSON form, leaving out empty optional fields as the reference does.
+
+Keys are matched exactly here.  Case-insensitive reading of documents (a rule of the
+reference decoder) is done once for a whole document by :mod:`appc.schema`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, TypeVar
+
+import attrs
+
+from appc.errors import InvalidManifest, ValidationError
+
+__all__ = [
+    "Struct",
+    "expect_bool",
+    "expect_int",
+    "expect_list",
+    "expect_object",
+    "expect_str",
+    "json_field",
+    "json_type",
+    "list_of",
+    "to_json",
+]
+
+_META = "appc.json"
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound="Struct")
+
+
+_Omit = Literal["empty", "none", "never", "null"]
+
+
+@attrs.frozen
+class _JSONField:
+    name: str
+    omit: _Omit
+    missing: str
+
+
+def json_field(name: str, *, omit: _Omit = "empty", missing: str = "") -> dict[str, object]:
+    """Field metadata: the field's JSON key, and when :meth:`Struct.to_dict` leaves it out.
+
+    ``omit="empty"`` (Go's ``omitempty``) drops ``None``, ``""``, ``0``, ``False`` and
+    empty lists; ``"none"`` drops only ``None`` (Go pointer fields); ``"never"`` always
+    writes the field; ``"null"`` writes an empty value as ``null`` (a Go nil slice
+    without ``omitempty``).  *missing* is the message when a required field (one without a
+    default) is absent; it defaults to ``"<name> must be set"``.
+    """
+    return {_META: _JSONField(name, omit, missing or f"{name} must be set")}
+
+
+def json_type(value: object) -> str:
+    """Name *value*'s JSON type for messages (``string``, ``number``, ``object``, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _type_error(what: str, value: object) -> ValidationError:
+    return ValidationError(f"must be {what}, not {json_type(value)}", value=value)
+
+
+def expect_str(value: object) -> str:
+    """Return *value* if it is a string; raise :class:`ValidationError` otherwise."""
+    if not isinstance(value, str):
+        raise _type_error("a string", value)
+    return value
+
+
+def expect_bool(value: object) -> bool:
+    """Return *value* if it is a JSON boolean."""
+    if not isinstance(value, bool):
+        raise _type_error("a boolean", value)
+    return value
+
+
+def expect_int(value: object, *, minimum: int | None = None) -> int:
+    """Return *value* if it is a JSON integer (``3.0`` counts, as in Go), at least *minimum*."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error("an integer", value)
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"must be at least {minimum}, not {value}", value=value)
+    return value
+
+
+def expect_list(value: object) -> list[Any] | tuple[Any, ...]:
+    """Return *value* if it is a JSON array (a list or tuple)."""
+    if not isinstance(value, (list, tuple)):
+        raise _type_error("an array", value)
+    return value
+
+
+def expect_object(value: object) -> Mapping[str, Any]:
+    """Return *value* if it is a JSON object."""
+    if not isinstance(value, Mapping):
+        raise _type_error("an object", value)
+    return value
+
+
+def list_of(value: object, item: Callable[[Any], _T]) -> tuple[_T, ...]:
+    """Convert each element of the array *value* with *item*, reporting every bad element.
+
+    ``None`` is the empty list (JSON ``null`` for a Go slice).
+    """
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise _type_error("an array", value)
+    items = value
+    out: list[_T] = []
+    errors: list[ValidationError] = []
+    for index, element in enumerate(items):
+        try:
+            out.append(item(element))
+        except ValidationError as err:
+            errors.append(err.prefixed(index))
+    if errors:
+        raise InvalidManifest(errors)
+    return tuple(out)
+
+
+def to_json(value: object) -> Any:
+    """Return the JSON-ready form of a spec value (structs, validated strings, lists, maps).
+
+    Values with a ``json_value()`` method (structs, label lists, quantities, versions)
+    give their own form.
+    """
+    method = getattr(value, "json_value", None)
+    if method is not None:
+        return method()
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
+
+
+def _is_empty(value: object) -> bool:
+    if value is None or value is False:
+        return True
+    if isinstance(value, int) and value == 0:
+        return True
+    if isinstance(value, (str, tuple, list, Mapping)):
+        return len(value) == 0
+    return False
+
+
+class Struct:
+    """Mixin giving an attrs class JSON reading and writing by its fields' metadata."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_dict(cls: type[_S], data: object) -> _S:
+        """Build an instance from a JSON object, checking every field.
+
+        Unknown keys are ignored and ``null`` counts as absent, as with Go's decoder.
+
+        :raises ValidationError: for a single problem, or :class:`InvalidManifest`
+            listing every problem with its field path.
+        """
+        return cls._from_fields(data)
+
+    @classmethod
+    def _from_fields(cls: type[_S], data: object) -> _S:
+        if isinstance(data, cls):
+            return data
+        obj = expect_object(data)
+        kwargs: dict[str, Any] = {}
+        errors: list[ValidationError] = []
+        for field in attrs.fields(cls):
+            meta: _JSONField | None = field.metadata.get(_META)
+            if meta is None:
+                continue
+            raw = obj.get(meta.name)
+            try:
+                if raw is not None:
+                    converter = field.converter
+                    value = converter(raw) if callable(converter) else raw
+                    kwargs[field.name] = value
+                elif field.default is attrs.NOTHING:
+                    raise ValidationError(meta.missing)
+                else:
+                    default = field.default
+                    value = default.factory() if isinstance(default, attrs.Factory) else default  # type: ignore[attr-defined]
+                if field.validator is not None:
+                    field.validator(None, field, value)
+            except ValidationError as err:
+                errors.append(err.prefixed(meta.name))
+        if errors:
+            raise InvalidManifest(errors)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the canonical JSON object (key order = field order, empty optionals left out)."""
+        out: dict[str, Any] = {}
+        for field in attrs.fields(type(self)):
+            meta: _JSONField | None = field.metadata.get(_META)
+            if meta is None:
+                continue
+            value = getattr(self, field.name)
+            if (meta.omit == "empty" and _is_empty(value)) or (
+                meta.omit == "none" and value is None
+            ):
+                continue
+            out[meta.name] = None if meta.omit == "null" and _is_empty(value) else to_json(value)
+        return out
+
+    def json_value(self) -> dict[str, Any]:
+        """Same as :meth:`to_dict`: the JSON-ready value (lets structs nest inside other values)."""
+        return self.to_dict()
