@@ -1,0 +1,246 @@
+"""Compressed streams: readers for every image compression, and the parallel gzip writer.
+
+Readers are plain ``read(n)`` objects over a binary file.  Every one refuses to produce
+more than ``max_size`` bytes (a decompression bomb stops with a clear error instead of
+filling the disk or memory), and gzip/bzip2 accept several concatenated members, as
+``gzip -d`` and Go's readers do.
+
+The writer compresses independent gzip members of :data:`GZIP_BLOCK_SIZE` bytes in a
+thread pool (zlib releases the GIL), which is standard gzip (RFC 1952 allows many
+members) at +0.03 % size, and scales with cores.
+"""
+
+from __future__ import annotations
+
+import bz2
+import concurrent.futures
+import lzma
+import os
+import struct
+import zlib
+from collections import deque
+from typing import IO, Any, Protocol
+
+from appc.aci.filetype import FileType
+from appc.errors import ImageError
+
+__all__ = [
+    "GZIP_BLOCK_SIZE",
+    "DEFAULT_MAX_SIZE",
+    "Compression",
+    "ParallelGzipWriter",
+    "PlainWriter",
+    "decompressing_reader",
+]
+
+#: Uncompressed bytes per gzip member written by :class:`ParallelGzipWriter`.
+GZIP_BLOCK_SIZE = 4 * 1024 * 1024
+#: The default limit on an image's uncompressed size: 64 GiB.
+DEFAULT_MAX_SIZE = 64 * 1024**3
+_READ_SIZE = 256 * 1024
+
+
+class Compression(str):
+    """Names of the output compressions: ``gzip`` (default) or ``none``."""
+
+    GZIP = "gzip"
+    NONE = "none"
+
+
+class _Decompressor(Protocol):
+    eof: bool
+    unused_data: bytes
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
+
+
+_MEMBER_MAGIC = {FileType.GZIP: b"\x1f\x8b", FileType.BZIP2: b"BZh", FileType.XZ: b"\xfd7zXZ\x00"}
+
+
+class _MemberReader:
+    """Decompress concatenated members (gzip, bzip2 or xz streams) from a binary file.
+
+    Zero bytes between or after members are skipped (tape padding); anything else
+    after a member must start a new one.
+    """
+
+    def __init__(self, raw: IO[bytes], kind: FileType, max_size: int) -> None:
+        self._raw = raw
+        self._kind = kind
+        self._max = max_size
+        self._total = 0
+        self._input = b""  # compressed bytes not yet given to a decompressor
+        self._dec: _Decompressor | None = self._new()
+        self._done = False
+
+    def _new(self) -> _Decompressor:
+        if self._kind is FileType.GZIP:
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)  # type: ignore[return-value]
+        if self._kind is FileType.BZIP2:
+            return bz2.BZ2Decompressor()
+        return lzma.LZMADecompressor()
+
+    def read(self, size: int = -1) -> bytes:
+        want = _READ_SIZE if size is None or size < 0 else size
+        while not self._done:
+            dec = self._dec
+            # bz2/lzma buffer input themselves; zlib hands it back in unconsumed_tail.
+            buffered = dec is not None and not getattr(dec, "needs_input", True)
+            if not self._input and not buffered:
+                self._input = self._raw.read(_READ_SIZE)
+                if not self._input:
+                    if dec is not None:
+                        raise ImageError(f"truncated {self._kind} stream")
+                    self._done = True
+                    break
+            if dec is None:
+                data = self._input.lstrip(b"\x00")
+                if not data:
+                    self._input = b""
+                    continue
+                magic = _MEMBER_MAGIC[self._kind]
+                if data[: len(magic)] != magic[: len(data[: len(magic)])]:
+                    raise ImageError(f"garbage after the end of the {self._kind} stream")
+                self._input = data
+                dec = self._dec = self._new()
+            try:
+                out = dec.decompress(self._input, want)
+            except (zlib.error, OSError, EOFError, lzma.LZMAError) as err:
+                raise ImageError(f"corrupt {self._kind} stream: {err}") from None
+            if dec.eof:
+                self._input = dec.unused_data
+                self._dec = None
+            else:
+                self._input = getattr(dec, "unconsumed_tail", b"")
+            if out:
+                self._total += len(out)
+                if self._total > self._max:
+                    raise ImageError(
+                        f"uncompressed image larger than the limit of {self._max} bytes"
+                    )
+                return out
+        return b""
+
+
+class _ZstdReader:
+    def __init__(self, raw: IO[bytes], max_size: int) -> None:
+        import zstandard  # noqa: PLC0415 - only zstd images need it
+
+        self._reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        self._max = max_size
+        self._total = 0
+        self._error = zstandard.ZstdError
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            out: bytes = self._reader.read(_READ_SIZE if size is None or size < 0 else size)
+        except self._error as err:
+            raise ImageError(f"corrupt zstd stream: {err}") from None
+        self._total += len(out)
+        if self._total > self._max:
+            raise ImageError(f"uncompressed image larger than the limit of {self._max} bytes")
+        return out
+
+
+class _LimitedReader:
+    def __init__(self, raw: IO[bytes], max_size: int) -> None:
+        self._raw = raw
+        self._max = max_size
+        self._total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        out = self._raw.read(_READ_SIZE if size is None or size < 0 else size)
+        self._total += len(out)
+        if self._total > self._max:
+            raise ImageError(f"image larger than the limit of {self._max} bytes")
+        return out
+
+
+def decompressing_reader(raw: IO[bytes], kind: FileType, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """Return a reader of the uncompressed bytes of *raw*, compressed as *kind*.
+
+    :raises ImageError: (when read) for corrupt or truncated data, garbage after the
+        last member, or more than *max_size* uncompressed bytes.
+    """
+    if kind is FileType.TAR:
+        return _LimitedReader(raw, max_size)
+    if kind in (FileType.GZIP, FileType.BZIP2, FileType.XZ):
+        return _MemberReader(raw, kind, max_size)
+    if kind is FileType.ZSTD:
+        return _ZstdReader(raw, max_size)
+    raise ImageError(f"unknown image filetype {kind}")
+
+
+class PlainWriter:
+    """Pass bytes straight to the output file (``--no-compression``)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._out.write(data)
+
+    def close(self) -> None:
+        """Nothing to flush beyond the file itself."""
+
+
+def _gzip_member(data: bytes, level: int, mtime: int) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 9)
+    body = compressor.compress(data) + compressor.flush()
+    xfl = 2 if level == 9 else 4 if level == 1 else 0
+    header = struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, mtime, xfl, 255)
+    trailer = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+    return header + body + trailer
+
+
+class ParallelGzipWriter:
+    """Write gzip as independent members compressed in a thread pool, in order.
+
+    Memory stays bounded: at most ``2 × threads`` blocks are in flight.  Each member
+    header carries *mtime* (0 by default) and no file name, so output is reproducible.
+    """
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        *,
+        level: int = 6,
+        threads: int | None = None,
+        block_size: int = GZIP_BLOCK_SIZE,
+        mtime: int = 0,
+    ) -> None:
+        self._out = out
+        self._level = level
+        self._mtime = mtime
+        self._block_size = block_size
+        self._threads = threads or max(1, os.cpu_count() or 1)
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, "appc-gzip")
+        self._inflight: deque[concurrent.futures.Future[bytes]] = deque()
+        self._buffer = bytearray()
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self._block_size:
+            block = bytes(self._buffer[: self._block_size])
+            del self._buffer[: self._block_size]
+            self._submit(block)
+
+    def _submit(self, block: bytes) -> None:
+        self._inflight.append(self._pool.submit(_gzip_member, block, self._level, self._mtime))
+        while len(self._inflight) > 2 * self._threads:
+            self._out.write(self._inflight.popleft().result())
+
+    def close(self) -> None:
+        """Compress what is buffered and write every pending member."""
+        try:
+            if self._buffer or not self._inflight:
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+            while self._inflight:
+                self._out.write(self._inflight.popleft().result())
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Drop pending work (after an error)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

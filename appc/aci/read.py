@@ -1,0 +1,286 @@
+"""Reading image archives in one streaming pass: entries, the manifest, the image ID.
+
+An image is never read whole into memory and never decompressed twice: the
+decompressed bytes flow through a SHA-512 as ``tarfile`` parses them, so the image ID
+(``sha512-`` + the hash of the *uncompressed* tar) is known when the walk ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, Any
+
+from appc.aci._compress import DEFAULT_MAX_SIZE, decompressing_reader
+from appc.aci.filetype import SNIFF_SIZE, FileType, detect_file_type
+from appc.errors import ImageError
+from appc.types.hash import Hash
+
+__all__ = [
+    "MAX_MANIFEST_SIZE",
+    "ImageReader",
+    "clean_name",
+    "compute_image_id",
+    "read_manifest",
+    "read_manifest_bytes",
+    "unsafe_name_reason",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+#: A manifest entry larger than this is refused (real manifests are a few KB).
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+_TAIL = 64 * 1024
+_CHUNK = 1024 * 1024
+
+
+def clean_name(name: str) -> str:
+    """Clean an entry name as Go's ``filepath.Clean``: ``./manifest`` → ``manifest``, ``rootfs/`` → ``rootfs``."""
+    cleaned = posixpath.normpath(name) if name else "."
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    return cleaned
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Say why an entry name must never be written (absolute, or climbing with ``..``), else ``None``."""
+    if name.startswith("/"):
+        return "absolute path"
+    if ".." in name.split("/"):
+        return "path with '..'"
+    return None
+
+
+class _HashingReader:
+    """Hash every byte read, count them, and remember the last few (to inspect the end)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.hasher = hashlib.sha512()
+        self.count = 0
+        self.tail = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._raw.read(size)
+        if data:
+            self.hasher.update(data)
+            self.count += len(data)
+            self.tail += data
+            if len(self.tail) > 2 * _TAIL:
+                del self.tail[:-_TAIL]
+        return data
+
+
+class ImageReader:
+    """One pass over an image archive (gzip, bzip2, xz, zstd or plain tar).
+
+    Use as a context manager; iterate :meth:`entries`, read the current entry with
+    :meth:`read_entry`, then call :meth:`finish` for the image ID::
+
+        with ImageReader("hello.aci") as image:
+            for info, name in image.entries():
+                ...
+            image_id = image.finish()
+
+    :param source: a path, or a binary file positioned at the start of the image.
+    :param max_size: the most uncompressed bytes accepted (a decompression-bomb guard).
+    :raises ImageError: for an unreadable file, an unknown format, corrupt or
+        truncated data, or non-zero bytes after the end of the tar archive.
+    """
+
+    def __init__(
+        self, source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE
+    ) -> None:
+        self.source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
+        self._owned: IO[bytes] | None = None
+        try:
+            if isinstance(source, (str, os.PathLike)):
+                self._owned = raw = open(source, "rb")  # noqa: SIM115 - closed by close()
+            else:
+                raw = source
+            head = raw.read(SNIFF_SIZE)
+        except OSError as err:
+            self.close()
+            raise ImageError(err.strerror or str(err), source=str(self.source)) from None
+        self.kind = detect_file_type(head)
+        if not self.kind.is_archive:
+            self.close()
+            raise ImageError("unknown image filetype", source=str(self.source))
+        self._stream = _HashingReader(
+            decompressing_reader(_Prefixed(head, raw), self.kind, max_size=max_size)
+        )
+        self._tar: tarfile.TarFile | None = None
+        self._finished: Hash | None = None
+
+    def __enter__(self) -> ImageReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file if this reader opened it."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def _error(self, message: str) -> ImageError:
+        return ImageError(message, source=str(self.source))
+
+    def entries(self) -> Iterator[tuple[tarfile.TarInfo, str]]:
+        """Yield each entry's header and cleaned name, in archive order."""
+        try:
+            self._tar = tarfile.open(fileobj=self._stream, mode="r|", encoding="utf-8", errors="surrogateescape")  # type: ignore[call-overload]
+            for info in self._tar:
+                yield info, clean_name(info.name)
+        except ImageError as err:
+            raise self._error(err.message) from None
+        except (tarfile.TarError, EOFError) as err:
+            raise self._error(f"corrupt tar archive: {err}") from None
+
+    def read_entry(self, info: tarfile.TarInfo, *, limit: int) -> bytes:
+        """Read the current entry's contents; more than *limit* bytes is an error."""
+        if info.size > limit:
+            raise self._error(f"{info.name!r} is too large ({info.size} bytes, limit {limit})")
+        assert self._tar is not None
+        member = self._tar.extractfile(info)
+        if member is None:
+            return b""
+        try:
+            data = member.read()
+        except ImageError as err:
+            raise self._error(err.message) from None
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise self._error(f"corrupt tar archive: {err}") from None
+        if len(data) != info.size:
+            raise self._error(f"truncated tar archive in {info.name!r}")
+        return data
+
+    def member(self, info: tarfile.TarInfo) -> IO[bytes]:
+        """A file object over the current regular entry's contents (valid until the next entry).
+
+        Read errors surface as :class:`ImageError`.
+        """
+        assert self._tar is not None
+        member = self._tar.extractfile(info)
+        if member is None:
+            raise self._error(f"{info.name!r} is not a regular file")
+        return _MemberFile(member, self)
+
+    def finish(self) -> Hash:
+        """Read to the end of the stream and return the image ID.
+
+        Entries not yet walked are skipped (and hashed).  After the tar's end, only zero
+        bytes may follow: anything else is refused, as it would be an image ID over
+        bytes nobody sees.
+        """
+        if self._finished is not None:
+            return self._finished
+        if self._tar is None:
+            for _ in self.entries():
+                pass
+        assert self._tar is not None
+        try:
+            for _ in self._tar:  # skip what the caller did not walk
+                pass
+            end = self._tar.offset
+            beyond = self._stream.count - end
+            if beyond > len(self._stream.tail):
+                raise self._error("corrupt tar archive: lost track of the end of the archive")
+            after = bytes(self._stream.tail[len(self._stream.tail) - beyond :]) if beyond else b""
+            while True:
+                if after.strip(b"\x00"):
+                    raise self._error(
+                        f"corrupt tar archive: truncated or invalid header, or data after the end "
+                        f"of the archive (offset {end})"
+                    )
+                after = self._stream.read(_CHUNK)
+                if not after:
+                    break
+        except ImageError as err:
+            raise self._error(err.message) from None
+        except (tarfile.TarError, EOFError) as err:
+            raise self._error(f"corrupt tar archive: {err}") from None
+        self._finished = Hash.from_digest(self._stream.hasher.hexdigest())
+        return self._finished
+
+
+class _MemberFile:
+    """Wrap a tar member's reader so that corrupt data raises :class:`ImageError`."""
+
+    def __init__(self, member: IO[bytes], image: ImageReader) -> None:
+        self._member = member
+        self._image = image
+
+    def _call(self, method: Any, arg: Any) -> Any:
+        try:
+            return method(arg)
+        except ImageError as err:
+            raise self._image._error(err.message) from None
+        except (tarfile.TarError, EOFError) as err:
+            raise self._image._error(f"corrupt tar archive: {err}") from None
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._call(self._member.read, size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count: int = self._call(self._member.readinto, buffer)  # type: ignore[attr-defined]
+        return count
+
+
+class _Prefixed:
+    """A binary reader that first returns *head* (bytes already read for detection)."""
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0 or size >= len(self._head):
+                head, self._head = self._head, b""
+                rest = self._raw.read(size - len(head)) if size is not None and size > len(head) else b""
+                return head + rest
+            head, self._head = self._head[:size], self._head[size:]
+            return head
+        return self._raw.read(size)
+
+
+def read_manifest_bytes(source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """Return the raw bytes of the first entry named ``manifest`` (stops reading there).
+
+    :raises ImageError: ``missing manifest`` when there is none, or if it is not a file.
+    """
+    with ImageReader(source, max_size=max_size) as image:
+        for info, name in image.entries():
+            if name == "manifest":
+                if not info.isreg():
+                    raise ImageError("manifest is not a regular file", source=str(image.source))
+                return image.read_entry(info, limit=MAX_MANIFEST_SIZE)
+        raise ImageError("missing manifest", source=str(image.source))
+
+
+def read_manifest(source: str | os.PathLike[str] | IO[bytes]) -> Any:
+    """Return the :class:`~appc.schema.ImageManifest` of an image (not otherwise validated).
+
+    :raises ImageError: no manifest; :raises appc.errors.InvalidManifest: a bad one.
+    """
+    from appc.schema.image import ImageManifest  # noqa: PLC0415 - keep reading import-light
+
+    return ImageManifest.from_json(read_manifest_bytes(source))
+
+
+def compute_image_id(source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Hash:
+    """Return the image ID of an archive: ``sha512-`` + hex SHA-512 of its uncompressed tar."""
+    with ImageReader(source, max_size=max_size) as image:
+        return image.finish()
