@@ -238,10 +238,10 @@ def structural_errors(document: Any, filename: str) -> list[ValidationError]:
     errors = []
     for error in _validator(filename).iter_errors(document):
         path: Path = tuple(error.absolute_path)
-        if error.validator == "required" and isinstance(error.instance, Mapping):
-            for name in error.validator_value:
-                if name not in error.instance:
-                    errors.append(ValidationError(f"{name} is required", path=path + (name,)))
+        if error.validator == "required":
+            # One error per missing member; place it at the member, like the semantic pass.
+            name = next(n for n in error.validator_value if error.message == f"{n!r} is a required property")
+            errors.append(ValidationError(f"{name} is required", path=path + (name,)))
             continue
         errors.append(ValidationError(error.message, path=path, value=error.instance))
     return errors

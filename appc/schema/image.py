@@ -159,13 +159,16 @@ class ImageManifest(Struct):
         default=ACKind.IMAGE_MANIFEST,
         converter=_ackind_image,
         metadata=json_field(
-            "acKind", omit="never", missing='missing or bad ACKind (must be "ImageManifest")'
+            "acKind",
+            omit="never",
+            missing='missing or bad ACKind (must be "ImageManifest")',
+            required=True,
         ),
     )
     ac_version: SemVer = attrs.field(
         default=SPEC_VERSION,
         converter=semver,
-        metadata=json_field("acVersion", omit="never", missing="acVersion must be set"),
+        metadata=json_field("acVersion", omit="never", missing="acVersion must be set", required=True),
     )
     name: ACIdentifier = attrs.field(converter=ACIdentifier, metadata=json_field("name", omit="never"))
     labels: Labels = attrs.field(factory=Labels, converter=Labels, metadata=json_field("labels"))

@@ -147,7 +147,9 @@ class PodManifest(Struct):
     ac_kind: ACKind = attrs.field(
         default=ACKind.POD_MANIFEST,
         converter=_ackind_pod,
-        metadata=json_field("acKind", omit="never", missing='missing or bad ACKind (must be "PodManifest")'),
+        metadata=json_field(
+            "acKind", omit="never", missing='missing or bad ACKind (must be "PodManifest")', required=True
+        ),
     )
     apps: tuple[RuntimeApp, ...] = attrs.field(default=(), converter=_apps, metadata=json_field("apps", omit="null"))
     volumes: tuple[Volume, ...] = attrs.field(default=(), converter=volumes, metadata=json_field("volumes", omit="null"))

@@ -45,18 +45,22 @@ class _JSONField:
     name: str
     omit: _Omit
     missing: str
+    required: bool
 
 
-def json_field(name: str, *, omit: _Omit = "empty", missing: str = "") -> dict[str, object]:
+def json_field(
+    name: str, *, omit: _Omit = "empty", missing: str = "", required: bool = False
+) -> dict[str, object]:
     """Field metadata: the field's JSON key, and when :meth:`Struct.to_dict` leaves it out.
 
     ``omit="empty"`` (Go's ``omitempty``) drops ``None``, ``""``, ``0``, ``False`` and
     empty lists; ``"none"`` drops only ``None`` (Go pointer fields); ``"never"`` always
     writes the field; ``"null"`` writes an empty value as ``null`` (a Go nil slice
-    without ``omitempty``).  *missing* is the message when a required field (one without a
-    default) is absent; it defaults to ``"<name> must be set"``.
+    without ``omitempty``).  A field without a default, or with *required*, must be in
+    the JSON (code may rely on the default); *missing* is the message when it is not
+    (default: ``"<name> must be set"``).
     """
-    return {_META: _JSONField(name, omit, missing or f"{name} must be set")}
+    return {_META: _JSONField(name, omit, missing or f"{name} must be set", required)}
 
 
 def json_type(value: object) -> str:
@@ -202,7 +206,7 @@ class Struct:
                     converter = field.converter
                     value = converter(raw) if callable(converter) else raw
                     kwargs[field.name] = value
-                elif field.default is attrs.NOTHING:
+                elif field.default is attrs.NOTHING or meta.required:
                     raise ValidationError(meta.missing)
                 else:
                     default = field.default

@@ -1,0 +1,59 @@
+# The newcomer's path: `make demo` and `make test` set up everything they need
+# (Debian packages when run as root, a virtualenv with the Python packages) and run.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+# Debian packages the demo and the tests use: Python itself, Go (examples, goaci),
+# gpg (signatures), a static busybox (runtime tests), the v2 registry and skopeo
+# (docker2aci, push), htpasswd (registry basic auth), openssl (test certificates).
+DEB_PACKAGES := python3 python3-venv python3-pip golang-go gnupg busybox-static \
+	docker-registry skopeo apache2-utils openssl util-linux iproute2 tar gzip xz-utils bzip2
+
+.PHONY: demo test check lint typecheck unit bench system-deps venv clean
+
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages (run as root to install them):$$missing" >&2; \
+		fi; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: system-deps venv
+	examples/hello/demo.sh build/demo
+
+lint: venv
+	$(BIN)/ruff check appc tools tests bench
+
+typecheck: venv
+	$(BIN)/mypy appc tools
+
+unit: venv
+	$(BIN)/python -m pytest -q appc tests
+
+test: system-deps venv typecheck lint unit
+
+bench: system-deps venv
+	$(BIN)/python bench/build.py
+
+clean:
+	rm -rf build $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,245 @@
+"""``actool``: build, validate, inspect and patch App Container Images.
+
+The reference tool's commands, flags, output lines and exit codes (see
+``reference/appc-spec.md`` §8), plus ``--json`` for ``validate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from appc_tools._cli import EXIT_FAILURE, EXIT_OK, Command, Tool, UsageError
+
+__all__ = ["main", "tool"]
+
+_VERSION = "0.1.0"
+_SPEC = "0.8.11"
+
+
+# --- build ----------------------------------------------------------------------------
+
+
+def _configure_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="overwrite the output file if it exists")
+    p.add_argument("--no-compression", action="store_true", help="write a plain tar (default: gzip)")
+    p.add_argument("--compression-level", type=int, default=6, metavar="N", help="gzip level 1-9 (default 6)")
+    p.add_argument("--owner-root", action="store_true", help="record every file as owned by root (0:0)")
+    p.add_argument(
+        "--mtime", type=int, metavar="SECONDS",
+        help="set every entry's time to this Unix time (default: SOURCE_DATE_EPOCH if set, "
+        "else each file's own); the same tree then always gives the same image ID",
+    )
+    p.add_argument("directory", metavar="DIRECTORY")
+    p.add_argument("output", metavar="OUTPUT_FILE")
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from appc.aci.build import build_image  # noqa: PLC0415 - keep start-up light
+
+    if not 1 <= args.compression_level <= 9:
+        raise UsageError("--compression-level must be between 1 and 9")
+    result = build_image(
+        args.directory,
+        args.output,
+        overwrite=args.overwrite,
+        compression="none" if args.no_compression else "gzip",
+        level=args.compression_level,
+        owner_root=args.owner_root,
+        mtime=args.mtime,
+    )
+    if args.debug:
+        sys.stderr.write(f"{args.output}: {result.image_id}\n")
+    return EXIT_OK
+
+
+# --- validate -------------------------------------------------------------------------
+
+_VALID = {"appimage": "valid app container image", "layout": "valid image layout"}
+
+
+def _configure_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--type", choices=("appimage", "layout", "manifest"),
+        help="what the files are (default: detected: directory → layout, archive → appimage, text → manifest)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON report for all files on stdout")
+    p.add_argument("files", nargs="+", metavar="FILE")
+
+
+def _validate_one(path: str, kind: str | None) -> dict[str, Any]:
+    from appc.aci import validate  # noqa: PLC0415
+    from appc.errors import AppcError, ValidationError  # noqa: PLC0415
+
+    report: dict[str, Any] = {"path": path}
+    try:
+        kind = kind or validate.detect_validation_type(path)
+        report["type"] = kind
+        if kind == "appimage":
+            result = validate.validate_archive(path)
+            report.update(
+                message=_VALID[kind], name=str(result.manifest.name), imageID=str(result.image_id),
+                compression=str(result.compression),
+            )
+        elif kind == "layout":
+            manifest = validate.validate_layout(path)
+            report.update(message=_VALID[kind], name=str(manifest.name))
+        else:
+            manifest = validate.read_manifest_file(path)
+            report.update(message=f"valid {manifest.ac_kind}", kind=str(manifest.ac_kind))
+        report["valid"] = True
+    except ValidationError as err:
+        report.update(valid=False, error=f"{path}: {err}",
+                      errors=[{"field": e.field, "message": e.message} for e in err.errors])
+    except AppcError as err:
+        text = str(err)
+        report.update(valid=False, error=text if text.startswith(f"{path}:") else f"{path}: {text}")
+    return report
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    reports = [_validate_one(path, args.type) for path in args.files]
+    if args.json:
+        json.dump(reports, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for report in reports:
+            if not report["valid"]:
+                sys.stderr.write(f"{report['error']}\n")
+            elif args.debug:
+                sys.stdout.write(f"{report['path']}: {report['message']}\n")
+    return EXIT_OK if all(r["valid"] for r in reports) else EXIT_FAILURE
+
+
+# --- cat-manifest ---------------------------------------------------------------------
+
+
+def _configure_cat(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pretty-print", action="store_true", help="print indented JSON")
+    p.add_argument("image", metavar="ACI_FILE")
+
+
+def _run_cat(args: argparse.Namespace) -> int:
+    from appc.aci.read import read_manifest_bytes  # noqa: PLC0415
+    from appc.schema.image import ImageManifest  # noqa: PLC0415
+
+    raw = read_manifest_bytes(args.image)
+    if args.pretty_print:
+        sys.stdout.write(ImageManifest.from_json(raw).to_json(indent=4) + "\n")
+        return EXIT_OK
+    # Like the reference: the bytes as stored first, then the check (exit 1 if invalid).
+    sys.stdout.buffer.write(raw)
+    if not raw.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    ImageManifest.from_json(raw)
+    return EXIT_OK
+
+
+# --- patch-manifest -------------------------------------------------------------------
+
+
+def _csv(text: str) -> list[str]:
+    return [item for item in text.split(",") if item]
+
+
+def _gids(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad group ID list {text!r}") from None
+
+
+def _colon_list(text: str) -> list[str]:
+    return [item for item in text.split(":") if item]
+
+
+def _configure_patch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", metavar="FILE", help="replace the manifest with this file, unvalidated")
+    p.add_argument("--name", help="set the image name")
+    p.add_argument("--exec", help='set the command line, e.g. "/app --debug" (split on spaces)')
+    p.add_argument("--user", help="set the user (name, number or path)")
+    p.add_argument("--group", help="set the group (name, number or path)")
+    p.add_argument("--supplementary-groups", type=_gids, metavar="GID,...", help="set supplementary group IDs")
+    p.add_argument("--capability", type=_csv, default=[], metavar="CAP,...", help="capabilities to retain (replaces capability isolators)")
+    p.add_argument("--revoke-capability", type=_csv, default=[], metavar="CAP,...", help="capabilities to remove (replaces capability isolators)")
+    p.add_argument("--mounts", type=_colon_list, default=[], metavar="NAME,path=P[,readOnly=B][:...]", help="mount points to add")
+    p.add_argument("--ports", type=_colon_list, default=[], metavar="NAME,protocol=P,port=N[,...][:...]", help="ports to add")
+    p.add_argument("--isolators", type=_colon_list, default=[], metavar="NAME,...[:...]", help="isolators to add (resource/*, no-new-privileges, oom-score-adj)")
+    p.add_argument("--seccomp-mode", metavar="remove|retain[,errno=E]", help="seccomp set kind (with --seccomp-set)")
+    p.add_argument("--seccomp-set", type=_csv, default=[], metavar="SYSCALL,...", help="seccomp syscall set (replaces seccomp isolators)")
+    p.add_argument("--replace", action="store_true", help="rewrite the input image in place")
+    p.add_argument("--overwrite", action="store_true", help="overwrite the output file if it exists")
+    p.add_argument("--no-compression", action="store_true", help="write a plain tar (default: gzip)")
+    p.add_argument("input", metavar="INPUT_ACI")
+    p.add_argument("output", metavar="OUTPUT_ACI", nargs="?")
+
+
+def _run_patch(args: argparse.Namespace) -> int:
+    from appc.aci.patch import ManifestPatch, patch_image  # noqa: PLC0415
+    from appc.errors import ImageError  # noqa: PLC0415
+
+    if args.replace and args.overwrite:
+        raise UsageError("--replace and --overwrite cannot be used together")
+    if args.replace and args.output:
+        raise UsageError("--replace takes no OUTPUT_ACI")
+    if not args.replace and not args.output:
+        raise UsageError("give OUTPUT_ACI, or --replace to rewrite INPUT_ACI")
+    manifest = None
+    if args.manifest:
+        try:
+            with open(args.manifest, "rb") as f:
+                manifest = f.read()
+        except OSError as err:
+            raise ImageError(err.strerror or str(err), source=args.manifest) from None
+    patch = ManifestPatch(
+        manifest=manifest, name=args.name, exec=args.exec, user=args.user, group=args.group,
+        supplementary_gids=args.supplementary_groups, capability=args.capability,
+        revoke_capability=args.revoke_capability, mounts=args.mounts, ports=args.ports,
+        isolators=args.isolators, seccomp_mode=args.seccomp_mode, seccomp_set=args.seccomp_set,
+    )
+    image_id = patch_image(
+        args.input, None if args.replace else args.output, patch,
+        overwrite=args.overwrite, compression="none" if args.no_compression else "gzip",
+    )
+    if args.debug:
+        sys.stderr.write(f"{args.output or args.input}: {image_id}\n")
+    return EXIT_OK
+
+
+# --- version --------------------------------------------------------------------------
+
+
+def _run_version(args: argparse.Namespace) -> int:
+    sys.stdout.write(f"actool version {_VERSION}\nappc spec version {_SPEC}\n")
+    return EXIT_OK
+
+
+def _no_flags(p: argparse.ArgumentParser) -> None:
+    """A command without flags."""
+
+
+COMMANDS = [
+    Command("build", "Build an ACI from a given directory", "[--overwrite] [--no-compression] [--owner-root] [--mtime=SECONDS] DIRECTORY OUTPUT_FILE", _configure_build, _run_build),
+    Command("cat-manifest", "Print the manifest from an ACI", "[--pretty-print] ACI_FILE", _configure_cat, _run_cat),
+    Command("patch-manifest", "Copy an ACI and patch its manifest", "[flags] INPUT_ACI [OUTPUT_ACI]", _configure_patch, _run_patch),
+    Command("validate", "Validate one or more App Container files", "[--type=appimage|layout|manifest] [--json] FILE...", _configure_validate, _run_validate),
+    Command("version", "Print the version and exit", "", _no_flags, _run_version),
+]
+
+
+def tool() -> Tool:
+    """The ``actool`` command table."""
+    return Tool("actool", "tool for building and validating App Container Images", f"{_VERSION} (appc spec {_SPEC})", COMMANDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``actool`` console script."""
+    return tool().main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
