@@ -30,7 +30,7 @@ else
     # Until a runtime is installed: unpack the image and run its app in new namespaces.
     rm -rf run && mkdir run
     python3 -c "import sys; from appc.aci import extract_image; extract_image(sys.argv[1], sys.argv[2], rootfs_only=True)" hello.aci run/rootfs
-    unshare --fork --pid --mount-proc=/proc chroot run/rootfs /bin/hello-web >run.log 2>&1 &
+    chroot run/rootfs /bin/hello-web >run.log 2>&1 &
 fi
 pid=$!
 answer=""
