@@ -27,3 +27,9 @@ def run_tool(tmp_path: pathlib.Path):
         )
 
     return run
+
+
+# `pytest` run directly (not `python -m pytest`) does not put the repository on sys.path;
+# the test modules import their generators as `tests.aci_fixtures`.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
