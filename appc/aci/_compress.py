@@ -2,8 +2,9 @@
 
 Readers are plain ``read(n)`` objects over a binary file.  Every one refuses to produce
 more than ``max_size`` bytes (a decompression bomb stops with a clear error instead of
-filling the disk or memory), and gzip/bzip2 accept several concatenated members, as
-``gzip -d`` and Go's readers do.
+filling the disk or memory); the decompressors accept several concatenated members (gzip,
+bzip2 and xz streams, zstd frames), as ``gzip -d`` and Go's readers do, and report
+a stream cut short as truncated.
 
 The writer compresses independent gzip members of :data:`GZIP_BLOCK_SIZE` bytes in a
 thread pool (zlib releases the GIL), which is standard gzip (RFC 1952 allows many
@@ -48,17 +49,82 @@ class Compression(str):
 
 
 class _Decompressor(Protocol):
-    eof: bool
-    unused_data: bytes
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
 
 
-_MEMBER_MAGIC = {FileType.GZIP: b"\x1f\x8b", FileType.BZIP2: b"BZh", FileType.XZ: b"\xfd7zXZ\x00"}
+_MEMBER_MAGIC = {
+    FileType.GZIP: b"\x1f\x8b",
+    FileType.BZIP2: b"BZh",
+    FileType.XZ: b"\xfd7zXZ\x00",
+    FileType.ZSTD: b"\x28\xb5\x2f\xfd",
+}
+#: Compressed bytes given to a zstd decompression object at once.  It has no output
+#: limit, and a zstd block expands at most about 32768 times: 1 KiB gives ≤ 32 MiB.
+_ZSTD_SLICE = 1024
+
+
+class _ZstdFrame:
+    """One zstd frame behind the interface of ``zlib.decompressobj`` (``max_length``,
+    ``unconsumed_tail``), so that :class:`_MemberReader` reads zstd as the others.
+
+    zstandard's stream reader ends quietly on a truncated frame; a decompression object
+    tells a complete frame (``eof``) from a cut one.
+    """
+
+    def __init__(self) -> None:
+        import zstandard  # noqa: PLC0415 - only zstd images need it
+
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._error = zstandard.ZstdError
+        self._out = b""  # decompressed, not yet returned from self._pos on
+        self._pos = 0
+        self.unconsumed_tail: bytes | memoryview = b""
+
+    @property
+    def needs_input(self) -> bool:
+        """False while decompressed bytes are still waiting to be returned."""
+        return self._pos == len(self._out)
+
+    @property
+    def eof(self) -> bool:
+        """True once the frame ended and all its bytes were returned."""
+        return bool(self._obj.eof) and self.needs_input
+
+    @property
+    def unused_data(self) -> bytes:
+        """Compressed bytes after the end of the frame."""
+        return bytes(self._obj.unused_data) + bytes(self.unconsumed_tail)
+
+    def decompress(self, data: bytes | memoryview, max_length: int = -1) -> bytes:
+        """Return at most *max_length* decompressed bytes, keeping the rest of *data* in
+        ``unconsumed_tail``.
+
+        :raises ImageError: corrupt data.
+        """
+        if self.needs_input and not self._obj.eof:
+            view = memoryview(data)
+            try:
+                self._out = self._obj.decompress(view[:_ZSTD_SLICE])
+            except self._error as err:
+                raise ImageError(f"corrupt zstd stream: {err}") from None
+            self._pos = 0
+            self.unconsumed_tail = view[_ZSTD_SLICE:]
+        else:
+            self.unconsumed_tail = data
+        end = len(self._out) if max_length < 0 else min(len(self._out), self._pos + max_length)
+        out = self._out[self._pos : end]
+        self._pos = end
+        return out
 
 
 class _MemberReader:
-    """Decompress concatenated members (gzip, bzip2 or xz streams) from a binary file.
+    """Decompress concatenated members (gzip, bzip2, xz streams or zstd frames) from a binary file.
 
     Zero bytes between or after members are skipped (tape padding); anything else
     after a member must start a new one.
@@ -75,9 +141,11 @@ class _MemberReader:
 
     def _new(self) -> _Decompressor:
         if self._kind is FileType.GZIP:
-            return zlib.decompressobj(16 + zlib.MAX_WBITS)  # type: ignore[return-value]
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
         if self._kind is FileType.BZIP2:
             return bz2.BZ2Decompressor()
+        if self._kind is FileType.ZSTD:
+            return _ZstdFrame()
         return lzma.LZMADecompressor()
 
     def read(self, size: int = -1) -> bytes:
@@ -122,26 +190,6 @@ class _MemberReader:
         return b""
 
 
-class _ZstdReader:
-    def __init__(self, raw: IO[bytes], max_size: int) -> None:
-        import zstandard  # noqa: PLC0415 - only zstd images need it
-
-        self._reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        self._max = max_size
-        self._total = 0
-        self._error = zstandard.ZstdError
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            out: bytes = self._reader.read(_READ_SIZE if size is None or size < 0 else size)
-        except self._error as err:
-            raise ImageError(f"corrupt zstd stream: {err}") from None
-        self._total += len(out)
-        if self._total > self._max:
-            raise ImageError(f"uncompressed image larger than the limit of {self._max} bytes")
-        return out
-
-
 class _LimitedReader:
     def __init__(self, raw: IO[bytes], max_size: int) -> None:
         self._raw = raw
@@ -164,10 +212,8 @@ def decompressing_reader(raw: IO[bytes], kind: FileType, *, max_size: int = DEFA
     """
     if kind is FileType.TAR:
         return _LimitedReader(raw, max_size)
-    if kind in (FileType.GZIP, FileType.BZIP2, FileType.XZ):
+    if kind in (FileType.GZIP, FileType.BZIP2, FileType.XZ, FileType.ZSTD):
         return _MemberReader(raw, kind, max_size)
-    if kind is FileType.ZSTD:
-        return _ZstdReader(raw, max_size)
     raise ImageError(f"unknown image filetype {kind}")
 
 
