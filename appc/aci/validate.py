@@ -87,6 +87,7 @@ class EntryChecker:
     def __init__(self, source: str) -> None:
         self.source = source
         self._seen: set[str] = set()
+        self._forward: dict[str, str] = {}  # hard-link target not seen yet -> the link
         self.has_manifest = False
         self.has_rootfs = False
 
@@ -120,14 +121,20 @@ class EntryChecker:
             self.has_rootfs = True
         elif not name.startswith("rootfs/"):
             raise self._error(f"unrecognized file path in layout: {name!r}")
+        if name in self._forward:
+            raise self._error(
+                f"hard link {self._forward[name]!r} points to {name!r}, which comes after it"
+            )
         if info.islnk():
             target = clean_name(info.linkname)
             if unsafe_name_reason(info.linkname) or not target.startswith("rootfs/"):
                 raise self._error(f"hard link {name!r} points outside rootfs: {info.linkname!r}")
-            if target not in self._seen or target == name:
-                raise self._error(
-                    f"hard link {name!r} points to {info.linkname!r}, which is not before it"
-                )
+            if target == name:
+                raise self._error(f"hard link {name!r} points to itself")
+            if target not in self._seen:
+                # Not (yet) in this archive: legal only if it never appears here, as a
+                # link to a file of a dependency (docker2aci -nosquash layers have those).
+                self._forward.setdefault(target, name)
 
     def finish(self) -> None:
         """Check what the whole archive must contain.
