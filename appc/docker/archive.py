@@ -1,0 +1,391 @@
+"""Images from files: ``docker save`` archives, OCI image layouts and ``oci-archive`` tarballs.
+
+Fixed deliberately, compared with the original:
+
+* layers stored as symlinks (skopeo's ``docker-archive``) are followed inside the
+  archive instead of being read as empty files;
+* ``manifest.json`` archives (no ``repositories`` file) and OCI 1.0 layouts
+  (``index.json``, as a directory or a tar) are read;
+* compressed archives (``docker save | gzip``) are accepted;
+* every blob of an OCI layout is checked against its digest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+from appc.aci._compress import decompressing_reader
+from appc.aci.filetype import FileType, detect_file_type
+from appc.docker.image import (
+    ImageLayer,
+    Platform,
+    SourceImage,
+    check_digest,
+    is_index,
+    layers_from_manifest,
+    select_platform,
+    v1_layer,
+)
+from appc.docker.reference import DockerReference, parse_reference
+from appc.docker.registry import MediaType
+from appc.errors import ImageError
+
+__all__ = ["open_archive_image"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+_SMALL = 16 * 1024 * 1024  # manifests, configs, indexes
+
+
+class _Tree:
+    """Read-only access to the files of a directory or of a (plain) tar archive."""
+
+    def __init__(self, source: str, tar: tarfile.TarFile | None) -> None:
+        self.source = source
+        self._tar = tar
+        self._members: dict[str, tarfile.TarInfo] = {}
+        if tar is not None:
+            for member in tar.getmembers():
+                self._members[posixpath.normpath(member.name.lstrip("/"))] = member
+
+    def _member(self, name: str) -> tarfile.TarInfo | None:
+        assert self._tar is not None
+        for _ in range(16):  # follow links inside the archive, never out of it
+            member = self._members.get(posixpath.normpath(name))
+            if member is None or not (member.issym() or member.islnk()):
+                return member
+            base = posixpath.dirname(name) if member.issym() else ""
+            name = posixpath.normpath(posixpath.join(base, member.linkname.lstrip("/") if member.islnk() else member.linkname))
+            if name.startswith("../"):
+                return None
+        raise ImageError(f"too many levels of links at {name!r}", source=self.source)
+
+    def exists(self, name: str) -> bool:
+        """True if *name* is a file in the tree."""
+        if self._tar is None:
+            return os.path.isfile(self._path(name))
+        member = self._member(name)
+        return member is not None and member.isreg()
+
+    def _path(self, name: str) -> str:
+        path = os.path.normpath(os.path.join(self.source, name))
+        if not path.startswith(os.path.normpath(self.source) + os.sep):
+            raise ImageError(f"path {name!r} escapes the layout", source=self.source)
+        return path
+
+    def open(self, name: str) -> IO[bytes]:
+        """Open the file *name*."""
+        if self._tar is None:
+            try:
+                return open(self._path(name), "rb")
+            except OSError as err:
+                raise ImageError(f"cannot read {name}: {err.strerror or err}", source=self.source) from None
+        member = self._member(name)
+        if member is None or not member.isreg():
+            raise ImageError(f"{name!r} not found in the archive", source=self.source)
+        stream = self._tar.extractfile(member)
+        assert stream is not None
+        return stream
+
+    def read(self, name: str) -> bytes:
+        """Read a small file (configs, manifests)."""
+        with self.open(name) as f:
+            data = f.read(_SMALL + 1)
+        if len(data) > _SMALL:
+            raise ImageError(f"{name!r} is too large", source=self.source)
+        return data
+
+    def json(self, name: str) -> Any:
+        """Read a JSON file."""
+        try:
+            return json.loads(self.read(name))
+        except ValueError:
+            raise ImageError(f"{name!r} is not valid JSON", source=self.source) from None
+
+
+class _VerifiedBlob:
+    """Read a blob and check its digest when the end is reached."""
+
+    def __init__(self, raw: IO[bytes], digest: str, source: str) -> None:
+        self._raw = raw
+        self._digest = digest
+        self._source = source
+        self._hash = hashlib.new(digest.partition(":")[0])
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._hash.update(data)
+        elif f"{self._digest.partition(':')[0]}:{self._hash.hexdigest()}" != self._digest:
+            raise ImageError(f"blob {self._digest} does not match its digest", source=self._source)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _VerifiedBlob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _blob_path(digest: str) -> str:
+    algorithm, _, hexdigest = digest.partition(":")
+    return f"blobs/{algorithm}/{hexdigest}"
+
+
+def _wanted(image: str | None) -> DockerReference | None:
+    return None if image is None else parse_reference(image)
+
+
+def _name_matches(candidate: str, wanted: DockerReference) -> bool:
+    """Does the repo:tag *candidate* (as stored in an archive) name the image *wanted*?"""
+    try:
+        ref = parse_reference(candidate)
+    except Exception:  # noqa: BLE001 - archives hold names we may not parse; they just don't match
+        return False
+    return ref.repository == wanted.repository and ref.tag == wanted.tag
+
+
+def _repository_of(name: str) -> str:
+    try:
+        return parse_reference(name).repository
+    except Exception:  # noqa: BLE001
+        return name
+
+
+def _archive_reference(repository: str, tag: str, given: DockerReference | None) -> DockerReference:
+    if given is not None:
+        return given
+    # Without --image there is no registry: the original then names the image by its repository alone.
+    return DockerReference(registry="", repository=repository, tag=tag, original="", explicit_registry=False)
+
+
+def _classic(tree: _Tree, wanted: DockerReference | None) -> SourceImage:
+    repositories = tree.json("repositories")
+    if not isinstance(repositories, Mapping) or not repositories:
+        raise ImageError("no images found", source=tree.source)
+    normalized = {_repository_of(str(name)): tags for name, tags in repositories.items()}
+    if wanted is None:
+        if len(normalized) > 1:
+            raise ImageError(
+                "several images found, use option --image with one of: " + ", ".join(sorted(normalized)),
+                source=tree.source,
+            )
+        repository, tags = next(iter(normalized.items()))
+        tag = "latest"
+    else:
+        repository, tag = wanted.repository, wanted.tag or "latest"
+        if repository not in normalized:
+            raise ImageError(f"image {repository!r} not found (have: {', '.join(sorted(normalized))})", source=tree.source)
+        tags = normalized[repository]
+    if not isinstance(tags, Mapping):
+        raise ImageError("malformed repositories file", source=tree.source)
+    if tag not in tags:
+        if len(tags) == 1 and wanted is None:
+            tag = next(iter(tags))
+        else:
+            raise ImageError(f"tag {tag!r} not found", source=tree.source)
+    image_id = str(tags[tag])
+    chain = []
+    seen = set()
+    while image_id:
+        if image_id in seen:
+            raise ImageError(f"loop in the layer chain at {image_id}", source=tree.source)
+        seen.add(image_id)
+        if "/" in image_id or image_id in (".", ".."):
+            raise ImageError(f"invalid layer id {image_id!r}", source=tree.source)
+        v1 = tree.json(f"{image_id}/json")
+        if not isinstance(v1, Mapping):
+            raise ImageError(f"malformed {image_id}/json", source=tree.source)
+        chain.append((image_id, v1))
+        image_id = str(v1.get("parent") or "")
+    chain.reverse()
+    layers = tuple(
+        v1_layer(f"sha256:{layer_id}", dict(v1, id=layer_id), _opener(tree, f"{layer_id}/layer.tar"))
+        for layer_id, v1 in chain
+    )
+    return SourceImage(chain[-1][1], layers, "v1", chain[-1][0], _archive_reference(repository, tag, wanted))
+
+
+def _opener(tree: _Tree, name: str, digest: str | None = None) -> Any:
+    def opener() -> IO[bytes]:
+        raw = tree.open(name)
+        return _VerifiedBlob(raw, digest, tree.source) if digest else raw  # type: ignore[return-value]
+
+    return opener
+
+
+def _docker_manifest(tree: _Tree, wanted: DockerReference | None) -> SourceImage:
+    entries = tree.json("manifest.json")
+    if not isinstance(entries, list) or not entries:
+        raise ImageError("no images found", source=tree.source)
+    chosen = None
+    names = []
+    for entry in entries:
+        tags = entry.get("RepoTags") or [] if isinstance(entry, Mapping) else []
+        names.extend(str(t) for t in tags)
+        if wanted is not None and any(_name_matches(str(t), wanted) for t in tags):
+            chosen = entry
+    if wanted is None:
+        if len(entries) > 1:
+            raise ImageError("several images found, use option --image with one of: " + ", ".join(names), source=tree.source)
+        chosen = entries[0]
+    if not isinstance(chosen, Mapping):
+        raise ImageError(f"image not found (have: {', '.join(names) or 'none'})", source=tree.source)
+    config_name = str(chosen.get("Config", ""))
+    config_bytes = tree.read(config_name)
+    config = json.loads(config_bytes)
+    diff_ids = config.get("rootfs", {}).get("diff_ids", []) if isinstance(config, Mapping) else []
+    layer_names = chosen.get("Layers") or []
+    if not isinstance(config, Mapping) or not isinstance(layer_names, list):
+        raise ImageError("malformed manifest.json", source=tree.source)
+    layers = []
+    for index, name in enumerate(layer_names):
+        layer_id = str(diff_ids[index]) if index < len(diff_ids) else f"layer{index}"
+        layers.append(ImageLayer(digest=layer_id, media_type=MediaType.OCI_LAYER, opener=_opener(tree, str(name)), layer_id=layer_id))
+    tags = chosen.get("RepoTags") or []
+    first = parse_reference(str(tags[0])) if tags else None
+    repository = first.repository if first else "image"
+    tag = first.tag if first else "latest"
+    config_hash = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    return SourceImage(config, tuple(layers), "v22", config_hash, _archive_reference(repository, tag, wanted))
+
+
+def _oci_layout(tree: _Tree, wanted: DockerReference | None, platform: Platform, default_name: str) -> SourceImage:
+    index = tree.json("index.json")
+    if not isinstance(index, Mapping):
+        raise ImageError("malformed index.json", source=tree.source)
+    descriptors = [d for d in index.get("manifests") or [] if isinstance(d, Mapping)]
+    if wanted is not None:
+        def ref_name(d: Mapping[str, Any]) -> str:
+            annotations = d.get("annotations") if isinstance(d.get("annotations"), Mapping) else {}
+            assert isinstance(annotations, Mapping)
+            return str(annotations.get("org.opencontainers.image.ref.name", ""))
+
+        descriptors = [d for d in descriptors if ref_name(d) in (wanted.tag, wanted.original, f"{wanted.repository}:{wanted.tag}")]
+        if not descriptors:
+            raise ImageError(f"image {wanted.original!r} not found in the layout", source=tree.source)
+    if len(descriptors) > 1 and not all(is_index(str(d.get("mediaType", ""))) for d in descriptors):
+        names = [str((d.get("annotations") or {}).get("org.opencontainers.image.ref.name", d.get("digest"))) for d in descriptors]
+        raise ImageError("several images found, use option --image with one of: " + ", ".join(names), source=tree.source)
+    if not descriptors:
+        raise ImageError("no images found", source=tree.source)
+    descriptor: Mapping[str, Any] = descriptors[0]
+    for _ in range(4):
+        digest = check_digest(descriptor.get("digest"), tree.source)
+        data = _verified_json(tree, digest)
+        if not is_index(str(descriptor.get("mediaType") or data.get("mediaType", ""))) and "manifests" not in data:
+            break
+        descriptor = select_platform(data, platform, tree.source)
+    else:
+        raise ImageError("index nested too deeply", source=tree.source)
+    config_descriptor, layer_descriptors = layers_from_manifest(data, tree.source)
+    config = _verified_json(tree, str(config_descriptor["digest"]))
+    layers = tuple(
+        ImageLayer(
+            digest=str(d["digest"]), media_type=str(d.get("mediaType", MediaType.OCI_LAYER)),
+            opener=_opener(tree, _blob_path(str(d["digest"])), str(d["digest"])), layer_id=str(d["digest"]),
+        )
+        for d in layer_descriptors
+    )
+    tag = wanted.tag if wanted else str((descriptors[0].get("annotations") or {}).get("org.opencontainers.image.ref.name", "latest"))
+    return SourceImage(config, layers, "v22", str(config_descriptor["digest"]), _archive_reference(default_name, tag, wanted))
+
+
+def _verified_json(tree: _Tree, digest: str) -> dict[str, Any]:
+    data = tree.read(_blob_path(digest))
+    if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest and not digest.startswith("sha512:"):
+        raise ImageError(f"blob {digest} does not match its digest", source=tree.source)
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise ImageError(f"blob {digest} is not valid JSON", source=tree.source) from None
+    if not isinstance(value, dict):
+        raise ImageError(f"blob {digest} is not a JSON object", source=tree.source)
+    return value
+
+
+@contextlib.contextmanager
+def open_archive_image(
+    path: str | os.PathLike[str],
+    *,
+    image: str | None = None,
+    platform: Platform | None = None,
+    workdir: str | None = None,
+) -> Iterator[SourceImage]:
+    """Open an image stored in a file or directory.
+
+    :param path: a ``docker save`` tar (plain or compressed), an OCI layout directory,
+        or an ``oci-archive`` tar.
+    :param image: ``NAME[:TAG]`` choosing among several images (``-image``).
+    :raises ImageError: unreadable or malformed archive, image not found, several
+        images without ``image``.
+    """
+    source = os.fspath(path)
+    wanted = _wanted(image)
+    platform = platform or Platform()
+    default_name = os.path.basename(source.rstrip("/")).split(".")[0] or "image"
+    if os.path.isdir(source):
+        tree = _Tree(source, None)
+        if not tree.exists("index.json"):
+            raise ImageError("not an OCI image layout (no index.json)", source=source)
+        yield _oci_layout(tree, wanted, platform, default_name)
+        return
+    with contextlib.ExitStack() as stack:
+        plain = _plain_tar(source, workdir, stack)
+        try:
+            tar = stack.enter_context(tarfile.open(plain, "r:"))
+        except (tarfile.TarError, OSError) as err:
+            raise ImageError(f"not a readable tar archive: {err}", source=source) from None
+        try:
+            tree = _Tree(source, tar)
+        except (tarfile.TarError, EOFError) as err:
+            raise ImageError(f"corrupt archive: {err}", source=source) from None
+        if tree.exists("index.json"):
+            yield _oci_layout(tree, wanted, platform, default_name)
+        elif tree.exists("repositories"):
+            yield _classic(tree, wanted)
+        elif tree.exists("manifest.json"):
+            yield _docker_manifest(tree, wanted)
+        else:
+            raise ImageError("Could not find image: not a docker save archive or an OCI layout", source=source)
+
+
+def _plain_tar(source: str, workdir: str | None, stack: contextlib.ExitStack) -> str:
+    """*source* itself if it is a plain tar; else a decompressed copy in a temporary directory."""
+    try:
+        with open(source, "rb") as f:
+            kind = detect_file_type(f.read(512))
+    except OSError as err:
+        raise ImageError(err.strerror or str(err), source=source) from None
+    if kind in (FileType.TAR, FileType.TEXT, FileType.UNKNOWN):
+        return source
+    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="docker2aci-", dir=workdir))
+    plain = os.path.join(tmp, "archive.tar")
+    try:
+        with open(source, "rb") as raw, open(plain, "wb") as out:
+            shutil.copyfileobj(decompressing_reader(raw, kind), out, 1024 * 1024)
+    except ImageError as err:
+        raise ImageError(err.message, source=source) from None
+    except OSError as err:
+        raise ImageError(f"cannot decompress: {err.strerror or err}", source=source) from None
+    return plain

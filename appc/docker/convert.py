@@ -1,0 +1,348 @@
+"""Docker/OCI layers → App Container Images: squashed (the default) or one ACI per layer.
+
+Squashing applies the layers base first, as a container runtime would, following
+the OCI layer rules: a ``.wh.NAME`` entry deletes NAME (and what is under it) from the
+layers below; ``.wh..wh..opq`` hides everything the layers below put in its
+directory (the original ignored it); an upper entry replaces a lower one, a
+non-directory replacing a directory deletes the directory's contents.  It runs in two
+streaming passes over the layer blobs and writes the result straight into the ACI:
+
+1. read every layer's headers, base first, keeping only the final tree: for each path,
+   which layer's entry (by position) provides it;
+2. write ``manifest``, ``rootfs``, every directory (parents first), then each layer's
+   surviving entries in their own order, so a hard link always follows its target.
+
+Hard links survive across layers (the original dropped a link whose target was in a
+lower layer); a link whose target was deleted or replaced by an upper layer becomes a
+regular file holding the original target's data.  ``.`` entries are skipped and names
+that climb out of the root with ``..`` are refused (the original looped forever).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import tarfile
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import attrs
+
+from appc.aci._compress import Compression
+from appc.aci.read import ImageReader
+from appc.aci.write import DEFAULT_LEVEL, ImageWriter, atomic_output
+from appc.docker.image import ImageLayer, SourceImage
+from appc.docker.manifest import manifest_for_image
+from appc.errors import ImageError
+from appc.schema.image import ImageManifest
+
+__all__ = ["ConvertOptions", "ConvertResult", "convert_image", "layer_entries"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+#: Symlinks an ACI of a Docker image gets unless the image has the path (as the original).
+STDIO_LINKS = (
+    ("dev/stdin", "/proc/self/fd/0"),
+    ("dev/stdout", "/dev/console"),
+    ("dev/stderr", "/dev/console"),
+    ("dev/fd", "/proc/self/fd"),
+)
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+@attrs.frozen(kw_only=True)
+class ConvertOptions:
+    """How to write the ACIs.
+
+    :param squash: one ACI for the image (default), or one per layer.
+    :param compression: ``gzip`` or ``none``.
+    :param log: called with progress lines (``--debug``).
+    """
+
+    squash: bool = True
+    compression: str = Compression.GZIP
+    level: int = DEFAULT_LEVEL
+    log: Callable[[str], None] | None = None
+
+
+@attrs.frozen
+class ConvertResult:
+    """The ACIs written (paths, in dependency order: the image itself last) and the final manifest."""
+
+    paths: tuple[str, ...]
+    manifest: ImageManifest
+
+
+def _clean(name: str, where: str) -> str | None:
+    """A layer entry name relative to the root (``None`` for the root itself)."""
+    cleaned = posixpath.normpath("/" + name).lstrip("/")
+    if ".." in name.split("/") and posixpath.normpath(name.lstrip("/")).startswith(".."):
+        raise ImageError(f"entry {name!r} climbs out of the image root", source=where)
+    return cleaned or None
+
+
+@contextlib.contextmanager
+def _open_layer(layer: ImageLayer) -> Iterator[ImageReader | None]:
+    where = f"layer {layer.digest}"
+    try:
+        blob = layer.open()
+    except OSError as err:
+        raise ImageError(f"cannot read: {err.strerror or err}", source=where) from None
+    with blob:
+        head = blob.read(1)
+        if not head:
+            yield None  # an empty blob is an empty layer
+            return
+        try:
+            with ImageReader(_Rewound(head, blob)) as reader:
+                yield reader
+        except ImageError as err:
+            raise ImageError(err.message, source=where) from None
+
+
+class _Rewound:
+    """Give back one byte already read, then read on."""
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        self._head = head
+        self._raw = raw
+        self.name = f"<{getattr(raw, 'name', 'layer')}>"
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._raw.read(size)
+        head, self._head = self._head, b""
+        if size is not None and size >= 0:
+            return head + self._raw.read(max(size - 1, 0))
+        return head + self._raw.read()
+
+
+def layer_entries(reader: ImageReader | None, where: str) -> Iterator[tuple[int, tarfile.TarInfo, str | None]]:
+    """Yield ``(position, header, cleaned name)`` for every entry of a layer (name ``None``: the root)."""
+    if reader is None:
+        return
+    for position, (info, _) in enumerate(reader.entries()):
+        yield position, info, _clean(info.name, where)
+
+
+@attrs.define(slots=True)
+class _Node:
+    layer: int
+    position: int  # -1 for a directory made up because a child needed it
+    is_dir: bool
+    header: tarfile.TarInfo | None = None  # kept for directories
+    link: tuple[int, int] | None = None  # a hard link: the (layer, position) of its file
+
+
+class _Tree:
+    """The squashed file tree being computed: path → the entry that provides it."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _Node] = {}
+        self.children: dict[str, set[str]] = {"": set()}
+
+    def _attach(self, path: str, node: _Node) -> None:
+        self.nodes[path] = node
+        self.children.setdefault(posixpath.dirname(path), set()).add(path)
+        if node.is_dir:
+            self.children.setdefault(path, set())
+
+    def delete(self, path: str, below: int | None = None) -> None:
+        """Remove *path* and its subtree (only entries from layers under *below*, if given)."""
+        node = self.nodes.get(path)
+        if node is None:
+            return
+        for child in list(self.children.get(path, ())):
+            self.delete(child, below)
+        if below is not None and node.layer >= below:
+            return
+        del self.nodes[path]
+        self.children.get(posixpath.dirname(path), set()).discard(path)
+        self.children.pop(path, None)
+
+    def hide_below(self, directory: str, layer: int) -> None:
+        """An opaque directory: drop everything under it that lower layers put there."""
+        for child in list(self.children.get(directory, ())):
+            self.delete(child, below=layer)
+
+    def ensure_parents(self, path: str, layer: int) -> None:
+        parent = posixpath.dirname(path)
+        if not parent:
+            return
+        node = self.nodes.get(parent)
+        if node is not None and node.is_dir:
+            return
+        if node is not None:
+            self.delete(parent)  # an upper entry under a lower non-directory: it becomes a directory
+        self.ensure_parents(parent, layer)
+        header = tarfile.TarInfo(parent)
+        header.type, header.mode = tarfile.DIRTYPE, 0o755
+        self._attach(parent, _Node(layer, -1, True, header))
+
+    def add(self, path: str, node: _Node) -> None:
+        existing = self.nodes.get(path)
+        if existing is not None:
+            if existing.is_dir and node.is_dir:
+                existing.layer, existing.position, existing.header = node.layer, node.position, node.header
+                return
+            self.delete(path)
+        self._attach(path, node)
+
+
+def _check_dev(path: str, info: tarfile.TarInfo, where: str) -> None:
+    if path == "dev" and not info.isdir():
+        raise ImageError("/dev exists in the image but is not a directory", source=where)
+
+
+def _scan(image: SourceImage, log: Callable[[str], None]) -> _Tree:
+    """Pass 1: the final tree, from every layer's headers, base first."""
+    tree = _Tree()
+    for index, layer in enumerate(image.layers):
+        where = f"layer {layer.digest}"
+        log(f"Reading layer {index + 1}/{len(image.layers)} {layer.digest[:19]}...")
+        with _open_layer(layer) as reader:
+            for position, info, path in layer_entries(reader, where):
+                if path is None:
+                    continue
+                base = posixpath.basename(path)
+                if base == _OPAQUE:
+                    tree.hide_below(posixpath.dirname(path), index)
+                    continue
+                if base.startswith(_WHITEOUT):
+                    target = posixpath.join(posixpath.dirname(path), base[len(_WHITEOUT):])
+                    tree.delete(target, below=index)
+                    continue
+                _check_dev(path, info, where)
+                tree.ensure_parents(path, index)
+                if info.islnk():
+                    target = _clean(info.linkname, where)
+                    linked = tree.nodes.get(target or "")
+                    if linked is None or linked.is_dir:
+                        raise ImageError(f"hard link {path!r} to missing file {info.linkname!r}", source=where)
+                    key = linked.link or (linked.layer, linked.position)
+                    tree.add(path, _Node(index, position, False, link=key))
+                else:
+                    tree.add(path, _Node(index, position, info.isdir(), info if info.isdir() else None))
+            if reader is not None:
+                reader.finish()  # drains the layer, so a verified blob's digest is checked too
+    return tree
+
+
+def _output_header(info: tarfile.TarInfo, path: str, **changes: Any) -> tarfile.TarInfo:
+    header = info.replace(name=f"rootfs/{path}", deep=False, **changes)
+    # Keep xattrs; other PAX records (path, linkpath, ...) described the old name.
+    header.pax_headers = {k: v for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+    return header
+
+
+def _plan(tree: _Tree) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], tuple[str, str]]]:
+    """Which entry positions are written under which path, and where hard links point.
+
+    :returns: ``(writes, links)``: ``writes[(layer, position)]`` is the output path of
+        a file entry; ``links[(layer, position)]`` is ``(path, target path)`` for a hard
+        link entry.
+    """
+    writes: dict[tuple[int, int], str] = {}
+    link_nodes: list[tuple[str, _Node]] = []
+    for path, node in tree.nodes.items():
+        if node.is_dir:
+            continue
+        if node.link is not None:
+            link_nodes.append((path, node))
+        else:
+            writes[(node.layer, node.position)] = path
+    links: dict[tuple[int, int], tuple[str, str]] = {}
+    for path, node in sorted(link_nodes):
+        assert node.link is not None
+        target = writes.get(node.link)
+        if target is None:
+            # The file this link shared was deleted or replaced above: the link becomes
+            # the file, written from the original entry's data.
+            writes[node.link] = path
+            continue
+        links[(node.layer, node.position)] = (path, target)
+    return writes, links
+
+
+def _write_squashed(
+    image: SourceImage, tree: _Tree, manifest: ImageManifest, writer: ImageWriter, log: Callable[[str], None]
+) -> None:
+    for path, target in STDIO_LINKS:
+        if path not in tree.nodes:
+            tree.ensure_parents(path, len(image.layers))
+    writes, links = _plan(tree)
+    manifest_header = tarfile.TarInfo("manifest")
+    manifest_header.mode, manifest_header.uname, manifest_header.gname = 0o644, "0", "0"
+    writer.add_bytes(manifest_header, manifest.to_json().encode("utf-8"))
+    root = tarfile.TarInfo("rootfs")
+    root.type, root.mode, root.uname, root.gname = tarfile.DIRTYPE, 0o755, "0", "0"
+    writer.add(root)
+    for path in sorted(p for p, n in tree.nodes.items() if n.is_dir):
+        header = tree.nodes[path].header
+        assert header is not None
+        writer.add(_output_header(header, path))
+    for index, layer in enumerate(image.layers):
+        where = f"layer {layer.digest}"
+        log(f"Writing layer {index + 1}/{len(image.layers)} {layer.digest[:19]}...")
+        with _open_layer(layer) as reader:
+            for position, info, _ in layer_entries(reader, where):
+                key = (index, position)
+                if key in links:
+                    path, target = links[key]
+                    writer.add(_output_header(info, path, linkname=f"rootfs/{target}"))
+                    continue
+                path = writes.get(key)
+                if path is None:
+                    continue
+                if info.isreg():
+                    assert reader is not None
+                    writer.add(_output_header(info, path), reader.member(info))
+                elif info.islnk():
+                    raise ImageError(f"internal error: unresolved hard link {info.name!r}", source=where)
+                else:
+                    writer.add(_output_header(info, path))
+    for path, target in STDIO_LINKS:
+        if path not in tree.nodes:
+            link = tarfile.TarInfo(f"rootfs/{path}")
+            link.type, link.linkname, link.mode = tarfile.SYMTYPE, target, 0o777
+            writer.add(link)
+
+
+def _squash(image: SourceImage, output: str, options: ConvertOptions, log: Callable[[str], None]) -> ConvertResult:
+    manifest = manifest_for_image(image)
+    tree = _scan(image, log)
+    log("Writing squashed ACI...")
+    with atomic_output(output, overwrite=True) as out:
+        writer = ImageWriter(out, compression=options.compression, level=options.level)
+        try:
+            _write_squashed(image, tree, manifest, writer, log)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    log("ACI squashed!")
+    return ConvertResult((output,), manifest)
+
+
+def convert_image(image: SourceImage, output_dir: str, options: ConvertOptions | None = None) -> ConvertResult:
+    """Write *image* as ACI(s) into *output_dir*; files appear only once complete.
+
+    :raises ImageError: a layer that cannot be read or applied, or a configuration
+        appc cannot express; nothing is left behind.
+    """
+    options = options or ConvertOptions()
+    log = options.log or (lambda _: None)
+    os.makedirs(output_dir, exist_ok=True)
+    if image.reference is None:
+        raise ImageError("the image has no name")
+    if options.squash:
+        return _squash(image, os.path.join(output_dir, image.reference.output_name()), options, log)
+    from appc.docker.nosquash import convert_layers  # noqa: PLC0415
+
+    paths, manifest = convert_layers(image, output_dir, options, log)
+    return ConvertResult(tuple(paths), manifest)

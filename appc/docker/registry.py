@@ -1,0 +1,572 @@
+"""A Docker Registry HTTP API v2 client (on ``requests``).
+
+What it does, beyond the original docker2aci:
+
+* TLS is verified by default (``insecure_skip_verify`` to skip, ``ca_file`` to trust a
+  private CA); plain HTTP is used only with ``insecure_allow_http``, and a redirect
+  from HTTPS to HTTP is refused without it.
+* Authentication answers the registry's challenges: Bearer tokens (``token`` or
+  ``access_token``, scopes from the challenge, cached per scope) and Basic; credentials
+  are never sent before a challenge asks for them, nor to another host after a redirect.
+* Every manifest and blob is checked against its digest; sizes are checked; a blob is
+  streamed to disk, never held in memory.
+* 429 and 5xx answers and dropped connections are retried with exponential backoff
+  (``Retry-After`` honoured, bounded); the final error names the URL and status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import requests
+
+from appc.docker.auth import Challenge, Credentials, parse_www_authenticate
+from appc.errors import FetchError
+
+__all__ = [
+    "MANIFEST_MEDIA_TYPES",
+    "MediaType",
+    "Manifest",
+    "RegistryClient",
+    "RegistryOptions",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class MediaType:
+    """Media types of the registry API (Docker and OCI)."""
+
+    DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+    DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+    DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+    DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+    DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+    DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+    OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+    OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+    OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+    OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+    OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+
+#: Every manifest type we ask for, most wanted first.
+MANIFEST_MEDIA_TYPES = (
+    MediaType.OCI_INDEX,
+    MediaType.DOCKER_LIST,
+    MediaType.OCI_MANIFEST,
+    MediaType.DOCKER_MANIFEST,
+    MediaType.DOCKER_SCHEMA1_SIGNED,
+    MediaType.DOCKER_SCHEMA1,
+)
+
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_CHUNK = 1024 * 1024
+_MAX_MANIFEST = 8 * 1024 * 1024
+_MAX_REDIRECTS = 10
+
+
+@attrs.frozen(kw_only=True)
+class RegistryOptions:
+    """How to talk to registries.
+
+    :param insecure_allow_http: fall back to plain HTTP (and follow redirects to it).
+    :param insecure_skip_verify: do not verify TLS certificates.
+    :param ca_file: a PEM bundle of extra trusted CAs.
+    :param credentials: user and password to answer challenges with (default: from
+        Docker's configuration files).
+    :param retries: how many times a failed request is tried again.
+    :param backoff: the first retry delay in seconds (doubled each time, at most 30 s).
+    :param timeout: seconds to connect, and to wait for each read.
+    """
+
+    insecure_allow_http: bool = False
+    insecure_skip_verify: bool = False
+    ca_file: str | None = None
+    credentials: Credentials | None = None
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 30.0
+    user_agent: str = "appc/0.1 (docker2aci)"
+
+
+@attrs.frozen
+class Manifest:
+    """A manifest as fetched: its media type, raw bytes, digest and parsed JSON."""
+
+    media_type: str
+    body: bytes
+    digest: str
+    data: dict[str, Any]
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _digest_hasher(digest: str) -> Any:
+    algorithm, _, hexdigest = digest.partition(":")
+    if algorithm not in ("sha256", "sha384", "sha512") or not hexdigest:
+        raise FetchError(f"unsupported digest {digest!r}")
+    return hashlib.new(algorithm)
+
+
+def _retry_after(response: requests.Response, default: float) -> float:
+    value = response.headers.get("Retry-After", "")
+    if value.isdigit():
+        return min(float(value), 30.0)
+    return default
+
+
+def _schema1_payload(body: bytes) -> bytes | None:
+    """The signed payload of a schema1 manifest (what its digest covers), if it has signatures."""
+    import base64  # noqa: PLC0415
+
+    try:
+        data = json.loads(body)
+        protected = data["signatures"][0]["protected"]
+        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+        tail = base64.urlsafe_b64decode(header["formatTail"] + "=" * (-len(header["formatTail"]) % 4))
+        return body[: int(header["formatLength"])] + tail
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _detect_media_type(content_type: str, data: dict[str, Any]) -> str:
+    declared = data.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    if data.get("schemaVersion") == 1:
+        return MediaType.DOCKER_SCHEMA1_SIGNED if "signatures" in data else MediaType.DOCKER_SCHEMA1
+    if "manifests" in data:
+        return MediaType.OCI_INDEX
+    if "layers" in data:
+        return MediaType.OCI_MANIFEST
+    return content_type.split(";")[0].strip()
+
+
+class RegistryClient:
+    """A client for one registry host (``127.0.0.1:5000``, ``registry-1.docker.io``).
+
+    Thread-safe: downloads may run in parallel; each thread uses its own HTTP session,
+    and tokens are shared.
+    """
+
+    def __init__(self, host: str, options: RegistryOptions | None = None) -> None:
+        self.host = host
+        self.options = options or RegistryOptions()
+        self._scheme: str | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._tokens: dict[str, str] = {}  # scope -> bearer token
+        self._basic: Credentials | None = None  # set once a Basic challenge was answered
+
+    # --- transport ----------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = self.options.user_agent
+            if self.options.insecure_skip_verify:
+                session.verify = False
+            elif self.options.ca_file:
+                session.verify = self.options.ca_file
+            session.trust_env = True
+            self._local.session = session
+        return session
+
+    def close(self) -> None:
+        """Close this thread's HTTP session."""
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+            self._local.session = None
+
+    def url(self, path: str) -> str:
+        """The absolute URL of *path* (``/v2/...``) on this registry (pinging first if needed)."""
+        if self._scheme is None:
+            self.ping()
+        return f"{self._scheme}://{self.host}{path}"
+
+    def _send(self, method: str, url: str, *, headers: dict[str, str], stream: bool, data: Any = None) -> requests.Response:
+        """One request, following redirects by hand (to refuse HTTPS → HTTP and keep
+        credentials on the registry host)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning when asked to skip TLS checks
+            for _ in range(_MAX_REDIRECTS + 1):
+                try:
+                    response = self._session().request(
+                        method, url, headers=headers, stream=stream, data=data,
+                        allow_redirects=False, timeout=(self.options.timeout, self.options.timeout),
+                    )
+                except requests.exceptions.SSLError as err:
+                    raise FetchError(f"TLS error: {_reason(err)}", url=url) from None
+                if response.status_code not in (301, 302, 303, 307, 308) or "Location" not in response.headers:
+                    return response
+                target = requests.compat.urljoin(url, response.headers["Location"])
+                response.close()
+                if url.startswith("https:") and target.startswith("http:") and not self.options.insecure_allow_http:
+                    raise FetchError(
+                        f"refusing redirect from HTTPS to plain HTTP ({target}); use --insecure-allow-http",
+                        url=url,
+                    )
+                if requests.utils.urlparse(target).netloc != requests.utils.urlparse(url).netloc:
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                if response.status_code == 303:
+                    method, data = "GET", None
+                url = target
+            raise FetchError("too many redirects", url=url)
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scope: str = "",
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        data: Any = None,
+        ok: Iterable[int] = (200,),
+    ) -> requests.Response:
+        """Send a request with authentication and retries; return a response whose status is in *ok*.
+
+        :param scope: the token scope to ask for if the registry challenges
+            (``repository:NAME:pull``).
+        :raises FetchError: after the retries, or for a status not in *ok*.
+        """
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        wanted = set(ok)
+        delay = self.options.backoff
+        authenticated_once = False
+        attempt = 0
+        while True:
+            request_headers = dict(headers or {})
+            request_headers.update(self._auth_header(scope))
+            try:
+                response = self._send(method, url, headers=request_headers, stream=stream, data=data)
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as err:
+                if attempt >= self.options.retries or callable(getattr(data, "read", None)):
+                    raise FetchError(f"connection failed: {_reason(err)}", url=url) from None
+                attempt += 1
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if response.status_code in wanted:
+                return response
+            if response.status_code == 401:
+                header = response.headers.get("WWW-Authenticate", "")
+                response.close()
+                if authenticated_once:
+                    raise FetchError("unauthorized: the registry refused the credentials", url=url, status=401)
+                authenticated_once = True
+                if self._answer_challenge(header, scope, url):
+                    continue
+                raise FetchError(
+                    "unauthorized: authentication required (give --username/--password, "
+                    "--creds, or credentials in ~/.docker/config.json)",
+                    url=url, status=401,
+                )
+            if response.status_code in _RETRY_STATUS and attempt < self.options.retries:
+                attempt += 1
+                wait = _retry_after(response, delay)
+                response.close()
+                time.sleep(wait)
+                delay = min(delay * 2, 30.0)
+                continue
+            raise _status_error(response, url)
+
+    # --- authentication -----------------------------------------------------------
+
+    def _credentials(self) -> Credentials | None:
+        return self.options.credentials
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        with self._lock:
+            token = self._tokens.get(scope)
+            basic = self._basic
+        if token is not None:
+            return {"Authorization": f"Bearer {token}"}
+        if basic is not None:
+            return {"Authorization": _basic_header(basic)}
+        return {}
+
+    def _answer_challenge(self, header: str, scope: str, url: str) -> bool:
+        challenges = parse_www_authenticate(header) if header else []
+        for challenge in challenges:
+            if challenge.scheme == "bearer":
+                token = self._fetch_token(challenge, scope, url)
+                with self._lock:
+                    self._tokens[scope] = token
+                return True
+        for challenge in challenges:
+            if challenge.scheme == "basic":
+                credentials = self._credentials()
+                if credentials is None:
+                    return False
+                with self._lock:
+                    if self._basic is credentials:
+                        return False  # these credentials were already refused
+                    self._basic = credentials
+                return True
+        return False
+
+    def _fetch_token(self, challenge: Challenge, scope: str, url: str) -> str:
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise FetchError("bearer challenge without a realm", url=url, status=401)
+        params = {}
+        if challenge.params.get("service"):
+            params["service"] = challenge.params["service"]
+        wanted_scope = scope or challenge.params.get("scope", "")
+        if wanted_scope:
+            params["scope"] = wanted_scope
+        headers = {}
+        credentials = self._credentials()
+        if credentials is not None:
+            headers["Authorization"] = _basic_header(credentials)
+        if realm.startswith("http:") and not self.options.insecure_allow_http and url.startswith("https:"):
+            raise FetchError(f"refusing to fetch a token over plain HTTP from {realm}", url=url)
+        try:
+            response = self._send("GET", realm + ("&" if "?" in realm else "?") + requests.compat.urlencode(params), headers=headers, stream=False)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
+            raise FetchError(f"token server unreachable: {_reason(err)}", url=realm) from None
+        if response.status_code == 401:
+            raise FetchError("unable to retrieve auth token: 401 unauthorized (wrong or missing credentials)", url=realm, status=401)
+        if response.status_code != 200:
+            raise FetchError(f"unable to retrieve auth token: HTTP {response.status_code}", url=realm, status=response.status_code)
+        try:
+            body = response.json()
+        except ValueError:
+            raise FetchError("token server answered with invalid JSON", url=realm) from None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise FetchError("token server answered without a token", url=realm)
+        return token
+
+    # --- the API --------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Find the scheme the registry answers on (``GET /v2/``, HTTPS first).
+
+        :raises FetchError: when the registry is unreachable or not a v2 registry.
+        """
+        errors = []
+        schemes = ["https", "http"] if self.options.insecure_allow_http else ["https"]
+        for scheme in schemes:
+            url = f"{scheme}://{self.host}/v2/"
+            try:
+                response = self._send("GET", url, headers={}, stream=False)
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
+                errors.append(f"{url}: {_reason(err)}")
+                continue
+            except FetchError as err:
+                errors.append(str(err))
+                continue
+            if response.status_code in (200, 401):
+                self._scheme = scheme
+                return
+            errors.append(f"{url}: HTTP {response.status_code}, not a v2 registry")
+        hint = "" if self.options.insecure_allow_http else " (for a plain-HTTP registry use --insecure-allow-http)"
+        raise FetchError(f"cannot reach registry {self.host}: {'; '.join(errors)}{hint}")
+
+    def get_manifest(self, repository: str, reference: str, accept: Iterable[str] = MANIFEST_MEDIA_TYPES) -> Manifest:
+        """Fetch a manifest by tag or digest, checking its digest.
+
+        :raises FetchError: not found (``manifest unknown``), or a digest mismatch.
+        """
+        path = f"/v2/{repository}/manifests/{reference}"
+        response = self.request(
+            "GET", path, scope=f"repository:{repository}:pull",
+            headers={"Accept": ", ".join(accept)}, stream=True,
+        )
+        body = _read_limited(response, _MAX_MANIFEST, self.url(path))
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise FetchError("manifest is not valid JSON", url=self.url(path)) from None
+        if not isinstance(data, dict):
+            raise FetchError("manifest is not a JSON object", url=self.url(path))
+        media_type = _detect_media_type(response.headers.get("Content-Type", ""), data)
+        digest = self._check_manifest_digest(body, media_type, reference, response.headers.get("Docker-Content-Digest", ""), self.url(path))
+        return Manifest(media_type, body, digest, data)
+
+    @staticmethod
+    def _check_manifest_digest(body: bytes, media_type: str, reference: str, header: str, url: str) -> str:
+        expected = reference if ":" in reference else header  # tags never contain ':' 
+        candidates = [body]
+        if media_type in (MediaType.DOCKER_SCHEMA1, MediaType.DOCKER_SCHEMA1_SIGNED):
+            payload = _schema1_payload(body)
+            if payload is not None:
+                candidates.insert(0, payload)
+        if not expected:
+            return _sha256(candidates[0])
+        algorithm = expected.partition(":")[0]
+        for candidate in candidates:
+            hasher = _digest_hasher(expected)
+            hasher.update(candidate)
+            if f"{algorithm}:{hasher.hexdigest()}" == expected:
+                return expected
+        raise FetchError(f"manifest digest mismatch: expected {expected}", url=url)
+
+    def read_blob(self, repository: str, digest: str, *, limit: int = _MAX_MANIFEST) -> bytes:
+        """Fetch a small blob (an image config) into memory, checking its digest."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        response = self.request("GET", path, scope=f"repository:{repository}:pull", stream=True)
+        body = _read_limited(response, limit, self.url(path))
+        hasher = _digest_hasher(digest)
+        hasher.update(body)
+        if f"{digest.partition(':')[0]}:{hasher.hexdigest()}" != digest:
+            raise FetchError(f"blob digest mismatch: expected {digest}", url=self.url(path))
+        return body
+
+    def download_blob(
+        self,
+        repository: str,
+        digest: str,
+        destination: str,
+        *,
+        size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Stream a blob to the file *destination*, checking its size and digest.
+
+        A connection dropped mid-body is retried from the start (up to the retry count).
+        The file is removed if the blob cannot be fetched intact.
+
+        :raises FetchError: not found, digest or size mismatch, too many failures.
+        """
+        path = f"/v2/{repository}/blobs/{digest}"
+        attempt = 0
+        while True:
+            try:
+                self._download_once(path, repository, digest, destination, size, progress)
+                return
+            except _Retryable as err:
+                if attempt >= self.options.retries:
+                    _remove(destination)
+                    raise FetchError(f"download failed: {err}", url=self.url(path)) from None
+                attempt += 1
+                time.sleep(min(self.options.backoff * 2**attempt, 30.0))
+            except BaseException:
+                _remove(destination)
+                raise
+
+    def _download_once(
+        self, path: str, repository: str, digest: str, destination: str,
+        size: int | None, progress: Callable[[int], None] | None,
+    ) -> None:
+        response = self.request("GET", path, scope=f"repository:{repository}:pull", stream=True)
+        url = response.url or self.url(path)
+        hasher = _digest_hasher(digest)
+        written = 0
+        try:
+            with open(destination, "wb") as out:
+                for chunk in response.iter_content(_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    written += len(chunk)
+                    if size is not None and written > size:
+                        raise FetchError(f"blob larger than its declared size {size}", url=url)
+                    if progress is not None:
+                        progress(len(chunk))
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.Timeout) as err:
+            if progress is not None:
+                progress(-written)
+            raise _Retryable(_reason(err)) from None
+        except OSError as err:
+            raise FetchError(f"cannot write {destination}: {err.strerror or err}", url=url) from None
+        finally:
+            response.close()
+        if size is not None and written != size:
+            if progress is not None:
+                progress(-written)
+            raise _Retryable(f"truncated: got {written} of {size} bytes")
+        if f"{digest.partition(':')[0]}:{hasher.hexdigest()}" != digest:
+            raise FetchError(f"blob digest mismatch: expected {digest}", url=url)
+
+
+class _Retryable(Exception):
+    """A download attempt failed in a way worth trying again."""
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _basic_header(credentials: Credentials) -> str:
+    import base64  # noqa: PLC0415
+
+    raw = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+_SSL_REASON = re.compile(r"\[SSL: [A-Z_]+\] [^'\"()]+")
+_OS_REASON = re.compile(r"\[Errno -?\d+\] [^'\"()]+")
+
+
+def _reason(err: BaseException) -> str:
+    """A short, credential-free description of a requests exception."""
+    text = str(err)
+    for pattern in (_SSL_REASON, _OS_REASON):
+        match = pattern.search(text)
+        if match:
+            return match.group(0).strip()
+    for marker in ("Caused by ", "(Caused by"):
+        if marker in text:
+            text = text.split(marker, 1)[1].strip("() ")
+    return text[:300]
+
+
+def _read_limited(response: requests.Response, limit: int, url: str) -> bytes:
+    data = bytearray()
+    try:
+        for chunk in response.iter_content(65536):
+            data += chunk
+            if len(data) > limit:
+                raise FetchError(f"response larger than {limit} bytes", url=url)
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
+        raise FetchError(f"connection failed: {_reason(err)}", url=url) from None
+    finally:
+        response.close()
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) != len(data):
+        raise FetchError(f"truncated response: got {len(data)} of {declared} bytes", url=url)
+    return bytes(data)
+
+
+def _status_error(response: requests.Response, url: str) -> FetchError:
+    """Turn an error response into a FetchError with the registry's own explanation."""
+    status = response.status_code
+    detail = ""
+    try:
+        body = response.json()
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            detail = f"{errors[0].get('code', '')}: {errors[0].get('message', '')}".strip(": ")
+    except ValueError:
+        pass
+    finally:
+        response.close()
+    meaning = {401: "unauthorized", 403: "forbidden", 404: "not found", 413: "too large",
+               429: "too many requests"}.get(status, "error")
+    message = f"HTTP {status} {meaning}" + (f" ({detail})" if detail else "")
+    return FetchError(message, url=url, status=status)
