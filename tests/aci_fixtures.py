@@ -20,6 +20,7 @@ import json
 import lzma
 import os
 import pathlib
+import shutil
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -395,9 +396,9 @@ CORRUPT: list[Corrupt] = [
             lambda: _gz(_before_manifest(hardlink("rootfs/x", "rootfs/../../etc/passwd"))),
             "points outside rootfs"),
     Corrupt("hardlink-later-entry", _hardlink_later,
-            "hard link 'rootfs/early' points to 'rootfs/late', which is not before it"),
+            "hard link 'rootfs/early' points to 'rootfs/late', which comes after it"),
     Corrupt("hardlink-self", lambda: _gz(_before_manifest(hardlink("rootfs/self", "rootfs/self"))),
-            "which is not before it"),
+            "hard link 'rootfs/self' points to itself"),
     Corrupt("unknown-entry-type", lambda: _gz(_before_manifest(Entry("rootfs/weird", b"Z"))),
             "unsupported entry type"),
     Corrupt("manifest-5MB", _big_manifest,
@@ -473,3 +474,52 @@ def read_tar(data: bytes) -> list[tarfile.TarInfo]:
         data = gzip.decompress(data)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         return tar.getmembers()
+
+
+#: Broken layouts: ``(case, message fragment)`` for :func:`make_bad_layout`.
+BAD_LAYOUTS: list[tuple[str, str]] = [
+    ("extra-file", "unrecognized file path in layout: 'extra'"),
+    ("rootfsX", "unrecognized file path in layout: 'rootfsX'"),
+    ("no-manifest", "no image manifest found in layout"),
+    ("no-rootfs", "no rootfs found in layout"),
+    ("rootfs-file", "rootfs is not a directory"),
+    ("rootfs-symlink", "rootfs is not a directory"),
+    ("manifest-dir", "manifest is not a regular file"),
+    ("manifest-symlink", "manifest is not a regular file"),
+    ("manifest-invalid", "image manifest validation failed: "),
+    ("manifest-pod", "image manifest validation failed: acKind"),
+    ("manifest-empty", "image manifest validation failed: "),
+]
+
+
+def make_bad_layout(root: os.PathLike[str] | str, case: str) -> pathlib.Path:
+    """A layout at *root* broken as *case* says (one of :data:`BAD_LAYOUTS`)."""
+    layout = make_layout(root)
+    if case == "extra-file":
+        (layout / "extra").write_text("x")
+    elif case == "rootfsX":
+        (layout / "rootfsX").mkdir()
+    elif case == "no-manifest":
+        (layout / "manifest").unlink()
+    elif case in ("no-rootfs", "rootfs-file"):
+        shutil.rmtree(layout / "rootfs")
+        if case == "rootfs-file":
+            (layout / "rootfs").write_text("x")
+    elif case == "rootfs-symlink":
+        (layout / "rootfs").rename(layout.parent / "real-rootfs")
+        (layout / "rootfs").symlink_to(layout.parent / "real-rootfs")
+    elif case == "manifest-dir":
+        (layout / "manifest").unlink()
+        (layout / "manifest").mkdir()
+    elif case == "manifest-symlink":
+        (layout / "manifest").rename(layout.parent / "real-manifest")
+        (layout / "manifest").symlink_to(layout.parent / "real-manifest")
+    elif case == "manifest-invalid":
+        (layout / "manifest").write_bytes(manifest_bytes(name="Bad Name"))
+    elif case == "manifest-pod":
+        (layout / "manifest").write_bytes(manifest_bytes(POD_MANIFEST))
+    elif case == "manifest-empty":
+        (layout / "manifest").write_bytes(b"")
+    else:
+        raise ValueError(case)
+    return layout
