@@ -56,7 +56,9 @@ class TerminalProgress(DownloadProgress):
             self._last = now
             received = sum(self._done.values())
             known = [t for t in self._totals.values() if t is not None]
-            total = f" / {human_size(sum(known))}" if len(known) == len(self._totals) and known else ""
+            total = (
+                f" / {human_size(sum(known))}" if len(known) == len(self._totals) and known else ""
+            )
             rate = received / max(now - self._start, 1e-3)
             line = (
                 f"Downloading {len(self._finished)}/{len(self._totals)} blobs: "

@@ -14,7 +14,15 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from appc_tools._cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, go_style, is_terminal
+from appc_tools._cli import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    ArgumentParser,
+    UsageError,
+    go_style,
+    is_terminal,
+)
 
 __all__ = ["main"]
 
@@ -28,21 +36,47 @@ def _parser() -> ArgumentParser:
         description="Convert a Docker or OCI image to an App Container Image.",
     )
     p.add_argument("--compression", default="gzip", help="gzip (default) or none")
-    p.add_argument("--debug", action="store_true", help="print progress steps and tracebacks on stderr")
-    p.add_argument("--image", metavar="NAME[:TAG]", help="for files: which image of the archive to convert")
+    p.add_argument(
+        "--debug", action="store_true", help="print progress steps and tracebacks on stderr"
+    )
+    p.add_argument(
+        "--image", metavar="NAME[:TAG]", help="for files: which image of the archive to convert"
+    )
     p.add_argument("--insecure-allow-http", action="store_true", help="allow plain HTTP registries")
-    p.add_argument("--insecure-skip-verify", action="store_true", help="do not verify TLS certificates")
-    p.add_argument("--nosquash", action="store_true", help="write one ACI per layer instead of one squashed ACI")
+    p.add_argument(
+        "--insecure-skip-verify", action="store_true", help="do not verify TLS certificates"
+    )
+    p.add_argument(
+        "--nosquash",
+        action="store_true",
+        help="write one ACI per layer instead of one squashed ACI",
+    )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--username", help="registry user name")
     p.add_argument("--password", help="registry password (see also --creds)")
     p.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials in one argument")
     p.add_argument("--ca-file", metavar="PEM", help="trust these CA certificates for the registry")
-    p.add_argument("--os", default="linux", help="platform to pick from a multi-platform image (default linux)")
-    p.add_argument("--arch", default="amd64", help="architecture to pick (Go names: amd64, arm64, arm, ...; default amd64)")
+    p.add_argument(
+        "--os", default="linux", help="platform to pick from a multi-platform image (default linux)"
+    )
+    p.add_argument(
+        "--arch",
+        default="amd64",
+        help="architecture to pick (Go names: amd64, arm64, arm, ...; default amd64)",
+    )
     p.add_argument("--variant", default="", help="architecture variant to pick (e.g. v7 for arm)")
-    p.add_argument("-o", "--output-dir", default=".", metavar="DIR", help="where to write the ACIs (default: the current directory)")
-    p.add_argument("--tmp-dir", metavar="DIR", help="where to keep downloads while converting (default: $TMPDIR)")
+    p.add_argument(
+        "-o",
+        "--output-dir",
+        default=".",
+        metavar="DIR",
+        help="where to write the ACIs (default: the current directory)",
+    )
+    p.add_argument(
+        "--tmp-dir",
+        metavar="DIR",
+        help="where to keep downloads while converting (default: $TMPDIR)",
+    )
     p.add_argument("image_arg", nargs="?", metavar="IMAGE")
     return p
 
@@ -68,7 +102,9 @@ def _print_summary(result: object, out: object) -> None:
     if app is not None and app.mount_points:
         write("\nConverted volumes:\n")
         for mp in app.mount_points:
-            write(f'\tname: "{mp.name}", path: "{mp.path}", readOnly: {str(mp.read_only).lower()}\n')
+            write(
+                f'\tname: "{mp.name}", path: "{mp.path}", readOnly: {str(mp.read_only).lower()}\n'
+            )
     if app is not None and app.ports:
         write("\nConverted ports:\n")
         for port in app.ports:
@@ -136,8 +172,13 @@ def _run(args: argparse.Namespace) -> int:
         if log:
             log("Getting image info...")
         try:
-            with open_remote_image(reference, options=registry_options, platform=platform,
-                                   workdir=args.tmp_dir, progress=progress) as image:
+            with open_remote_image(
+                reference,
+                options=registry_options,
+                platform=platform,
+                workdir=args.tmp_dir,
+                progress=progress,
+            ) as image:
                 result = convert_image(image, args.output_dir, options)
         finally:
             if progress is not None:
@@ -149,7 +190,9 @@ def _run(args: argparse.Namespace) -> int:
             from appc.errors import ImageError  # noqa: PLC0415
 
             raise ImageError("no such file or directory", source=args.image_arg)
-        with open_archive_image(args.image_arg, image=args.image, platform=platform, workdir=args.tmp_dir) as image:
+        with open_archive_image(
+            args.image_arg, image=args.image, platform=platform, workdir=args.tmp_dir
+        ) as image:
             result = convert_image(image, args.output_dir, options)
     _print_summary(result, sys.stdout)
     return EXIT_OK

@@ -67,7 +67,11 @@ class _Tree:
             if member is None or not (member.issym() or member.islnk()):
                 return member
             base = posixpath.dirname(name) if member.issym() else ""
-            name = posixpath.normpath(posixpath.join(base, member.linkname.lstrip("/") if member.islnk() else member.linkname))
+            name = posixpath.normpath(
+                posixpath.join(
+                    base, member.linkname.lstrip("/") if member.islnk() else member.linkname
+                )
+            )
             if name.startswith("../"):
                 return None
         raise ImageError(f"too many levels of links at {name!r}", source=self.source)
@@ -91,7 +95,9 @@ class _Tree:
             try:
                 return open(self._path(name), "rb")
             except OSError as err:
-                raise ImageError(f"cannot read {name}: {err.strerror or err}", source=self.source) from None
+                raise ImageError(
+                    f"cannot read {name}: {err.strerror or err}", source=self.source
+                ) from None
         member = self._member(name)
         if member is None or not member.isreg():
             raise ImageError(f"{name!r} not found in the archive", source=self.source)
@@ -160,7 +166,7 @@ def _name_matches(candidate: str, wanted: DockerReference) -> bool:
     """Does the repo:tag *candidate* (as stored in an archive) name the image *wanted*?"""
     try:
         ref = parse_reference(candidate)
-    except Exception:  # noqa: BLE001 - archives hold names we may not parse; they just don't match
+    except Exception:
         return False
     return ref.repository == wanted.repository and ref.tag == wanted.tag
 
@@ -168,7 +174,7 @@ def _name_matches(candidate: str, wanted: DockerReference) -> bool:
 def _repository_of(name: str) -> str:
     try:
         return parse_reference(name).repository
-    except Exception:  # noqa: BLE001
+    except Exception:
         return name
 
 
@@ -176,7 +182,9 @@ def _archive_reference(repository: str, tag: str, given: DockerReference | None)
     if given is not None:
         return given
     # Without --image there is no registry: the original then names the image by its repository alone.
-    return DockerReference(registry="", repository=repository, tag=tag, original="", explicit_registry=False)
+    return DockerReference(
+        registry="", repository=repository, tag=tag, original="", explicit_registry=False
+    )
 
 
 def _classic(tree: _Tree, wanted: DockerReference | None) -> SourceImage:
@@ -187,7 +195,8 @@ def _classic(tree: _Tree, wanted: DockerReference | None) -> SourceImage:
     if wanted is None:
         if len(normalized) > 1:
             raise ImageError(
-                "several images found, use option --image with one of: " + ", ".join(sorted(normalized)),
+                "several images found, use option --image with one of: "
+                + ", ".join(sorted(normalized)),
                 source=tree.source,
             )
         repository, tags = next(iter(normalized.items()))
@@ -195,7 +204,10 @@ def _classic(tree: _Tree, wanted: DockerReference | None) -> SourceImage:
     else:
         repository, tag = wanted.repository, wanted.tag or "latest"
         if repository not in normalized:
-            raise ImageError(f"image {repository!r} not found (have: {', '.join(sorted(normalized))})", source=tree.source)
+            raise ImageError(
+                f"image {repository!r} not found (have: {', '.join(sorted(normalized))})",
+                source=tree.source,
+            )
         tags = normalized[repository]
     if not isinstance(tags, Mapping):
         raise ImageError("malformed repositories file", source=tree.source)
@@ -220,10 +232,14 @@ def _classic(tree: _Tree, wanted: DockerReference | None) -> SourceImage:
         image_id = str(v1.get("parent") or "")
     chain.reverse()
     layers = tuple(
-        v1_layer(f"sha256:{layer_id}", dict(v1, id=layer_id), _opener(tree, f"{layer_id}/layer.tar"))
+        v1_layer(
+            f"sha256:{layer_id}", dict(v1, id=layer_id), _opener(tree, f"{layer_id}/layer.tar")
+        )
         for layer_id, v1 in chain
     )
-    return SourceImage(chain[-1][1], layers, "v1", chain[-1][0], _archive_reference(repository, tag, wanted))
+    return SourceImage(
+        chain[-1][1], layers, "v1", chain[-1][0], _archive_reference(repository, tag, wanted)
+    )
 
 
 def _opener(tree: _Tree, name: str, digest: str | None = None) -> Any:
@@ -247,10 +263,15 @@ def _docker_manifest(tree: _Tree, wanted: DockerReference | None) -> SourceImage
             chosen = entry
     if wanted is None:
         if len(entries) > 1:
-            raise ImageError("several images found, use option --image with one of: " + ", ".join(names), source=tree.source)
+            raise ImageError(
+                "several images found, use option --image with one of: " + ", ".join(names),
+                source=tree.source,
+            )
         chosen = entries[0]
     if not isinstance(chosen, Mapping):
-        raise ImageError(f"image not found (have: {', '.join(names) or 'none'})", source=tree.source)
+        raise ImageError(
+            f"image not found (have: {', '.join(names) or 'none'})", source=tree.source
+        )
     config_name = str(chosen.get("Config", ""))
     config_bytes = tree.read(config_name)
     config = json.loads(config_bytes)
@@ -261,39 +282,70 @@ def _docker_manifest(tree: _Tree, wanted: DockerReference | None) -> SourceImage
     layers = []
     for index, name in enumerate(layer_names):
         layer_id = str(diff_ids[index]) if index < len(diff_ids) else f"layer{index}"
-        layers.append(ImageLayer(digest=layer_id, media_type=MediaType.OCI_LAYER, opener=_opener(tree, str(name)), layer_id=layer_id))
+        layers.append(
+            ImageLayer(
+                digest=layer_id,
+                media_type=MediaType.OCI_LAYER,
+                opener=_opener(tree, str(name)),
+                layer_id=layer_id,
+            )
+        )
     tags = chosen.get("RepoTags") or []
     first = parse_reference(str(tags[0])) if tags else None
     repository = first.repository if first else "image"
     tag = first.tag if first else "latest"
     config_hash = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-    return SourceImage(config, tuple(layers), "v22", config_hash, _archive_reference(repository, tag, wanted))
+    return SourceImage(
+        config, tuple(layers), "v22", config_hash, _archive_reference(repository, tag, wanted)
+    )
 
 
-def _oci_layout(tree: _Tree, wanted: DockerReference | None, platform: Platform, default_name: str) -> SourceImage:
+def _oci_layout(
+    tree: _Tree, wanted: DockerReference | None, platform: Platform, default_name: str
+) -> SourceImage:
     index = tree.json("index.json")
     if not isinstance(index, Mapping):
         raise ImageError("malformed index.json", source=tree.source)
     descriptors = [d for d in index.get("manifests") or [] if isinstance(d, Mapping)]
     if wanted is not None:
+
         def ref_name(d: Mapping[str, Any]) -> str:
             annotations = d.get("annotations") if isinstance(d.get("annotations"), Mapping) else {}
             assert isinstance(annotations, Mapping)
             return str(annotations.get("org.opencontainers.image.ref.name", ""))
 
-        descriptors = [d for d in descriptors if ref_name(d) in (wanted.tag, wanted.original, f"{wanted.repository}:{wanted.tag}")]
+        descriptors = [
+            d
+            for d in descriptors
+            if ref_name(d) in (wanted.tag, wanted.original, f"{wanted.repository}:{wanted.tag}")
+        ]
         if not descriptors:
-            raise ImageError(f"image {wanted.original!r} not found in the layout", source=tree.source)
+            raise ImageError(
+                f"image {wanted.original!r} not found in the layout", source=tree.source
+            )
     if len(descriptors) > 1 and not all(is_index(str(d.get("mediaType", ""))) for d in descriptors):
-        names = [str((d.get("annotations") or {}).get("org.opencontainers.image.ref.name", d.get("digest"))) for d in descriptors]
-        raise ImageError("several images found, use option --image with one of: " + ", ".join(names), source=tree.source)
+        names = [
+            str(
+                (d.get("annotations") or {}).get(
+                    "org.opencontainers.image.ref.name", d.get("digest")
+                )
+            )
+            for d in descriptors
+        ]
+        raise ImageError(
+            "several images found, use option --image with one of: " + ", ".join(names),
+            source=tree.source,
+        )
     if not descriptors:
         raise ImageError("no images found", source=tree.source)
     descriptor: Mapping[str, Any] = descriptors[0]
     for _ in range(4):
         digest = check_digest(descriptor.get("digest"), tree.source)
         data = _verified_json(tree, digest)
-        if not is_index(str(descriptor.get("mediaType") or data.get("mediaType", ""))) and "manifests" not in data:
+        if (
+            not is_index(str(descriptor.get("mediaType") or data.get("mediaType", "")))
+            and "manifests" not in data
+        ):
             break
         descriptor = select_platform(data, platform, tree.source)
     else:
@@ -302,13 +354,29 @@ def _oci_layout(tree: _Tree, wanted: DockerReference | None, platform: Platform,
     config = _verified_json(tree, str(config_descriptor["digest"]))
     layers = tuple(
         ImageLayer(
-            digest=str(d["digest"]), media_type=str(d.get("mediaType", MediaType.OCI_LAYER)),
-            opener=_opener(tree, _blob_path(str(d["digest"])), str(d["digest"])), layer_id=str(d["digest"]),
+            digest=str(d["digest"]),
+            media_type=str(d.get("mediaType", MediaType.OCI_LAYER)),
+            opener=_opener(tree, _blob_path(str(d["digest"])), str(d["digest"])),
+            layer_id=str(d["digest"]),
         )
         for d in layer_descriptors
     )
-    tag = wanted.tag if wanted else str((descriptors[0].get("annotations") or {}).get("org.opencontainers.image.ref.name", "latest"))
-    return SourceImage(config, layers, "v22", str(config_descriptor["digest"]), _archive_reference(default_name, tag, wanted))
+    tag = (
+        wanted.tag
+        if wanted
+        else str(
+            (descriptors[0].get("annotations") or {}).get(
+                "org.opencontainers.image.ref.name", "latest"
+            )
+        )
+    )
+    return SourceImage(
+        config,
+        layers,
+        "v22",
+        str(config_descriptor["digest"]),
+        _archive_reference(default_name, tag, wanted),
+    )
 
 
 def _verified_json(tree: _Tree, digest: str) -> dict[str, Any]:
@@ -367,7 +435,9 @@ def open_archive_image(
         elif tree.exists("manifest.json"):
             yield _docker_manifest(tree, wanted)
         else:
-            raise ImageError("Could not find image: not a docker save archive or an OCI layout", source=source)
+            raise ImageError(
+                "Could not find image: not a docker save archive or an OCI layout", source=source
+            )
 
 
 def _plain_tar(source: str, workdir: str | None, stack: contextlib.ExitStack) -> str:

@@ -74,7 +74,9 @@ def _from_entry(entry: object) -> Credentials | None:
     return None
 
 
-def load_docker_credentials(keys: Iterable[str], home: str | os.PathLike[str] | None = None) -> Credentials | None:
+def load_docker_credentials(
+    keys: Iterable[str], home: str | os.PathLike[str] | None = None
+) -> Credentials | None:
     """Find credentials for a registry in Docker's client configuration.
 
     :param keys: the names the registry may be filed under (see
@@ -83,7 +85,11 @@ def load_docker_credentials(keys: Iterable[str], home: str | os.PathLike[str] | 
         the ``~/.docker`` directory.
     """
     base = pathlib.Path(home if home is not None else os.path.expanduser("~"))
-    config_dir = pathlib.Path(os.environ["DOCKER_CONFIG"]) if os.environ.get("DOCKER_CONFIG") else base / ".docker"
+    config_dir = (
+        pathlib.Path(os.environ["DOCKER_CONFIG"])
+        if os.environ.get("DOCKER_CONFIG")
+        else base / ".docker"
+    )
     config = config_dir / "config.json"
     try:
         if config.is_file():
@@ -166,10 +172,21 @@ def parse_www_authenticate(header: str) -> list[Challenge]:
         if kinds == ["tok"]:
             challenges.append(Challenge(element[0][1].lower()))
         elif kinds[:2] == ["tok", "tok"] and all(k == "=" for k in kinds[2:]):
-            challenges.append(Challenge(element[0][1].lower(), {"token68": element[1][1] + "=" * (len(kinds) - 2)}))
+            challenges.append(
+                Challenge(
+                    element[0][1].lower(), {"token68": element[1][1] + "=" * (len(kinds) - 2)}
+                )
+            )
         elif len(element) == 4 and kinds[:3] == ["tok", "tok", "="] and kinds[3] in ("tok", "str"):
-            challenges.append(Challenge(element[0][1].lower(), {element[1][1].lower(): element[3][1]}))
-        elif len(element) == 3 and kinds[:2] == ["tok", "="] and kinds[2] in ("tok", "str") and challenges:
+            challenges.append(
+                Challenge(element[0][1].lower(), {element[1][1].lower(): element[3][1]})
+            )
+        elif (
+            len(element) == 3
+            and kinds[:2] == ["tok", "="]
+            and kinds[2] in ("tok", "str")
+            and challenges
+        ):
             challenges[-1].params[element[0][1].lower()] = element[2][1]
         else:
             raise FetchError(f"malformed WWW-Authenticate header: {header!r}")

@@ -122,7 +122,9 @@ class _Rewound:
         return head + self._raw.read()
 
 
-def layer_entries(reader: ImageReader | None, where: str) -> Iterator[tuple[int, tarfile.TarInfo, str | None]]:
+def layer_entries(
+    reader: ImageReader | None, where: str
+) -> Iterator[tuple[int, tarfile.TarInfo, str | None]]:
     """Yield ``(position, header, cleaned name)`` for every entry of a layer (name ``None``: the root)."""
     if reader is None:
         return
@@ -178,7 +180,9 @@ class _Tree:
         if node is not None and node.is_dir:
             return
         if node is not None:
-            self.delete(parent)  # an upper entry under a lower non-directory: it becomes a directory
+            self.delete(
+                parent
+            )  # an upper entry under a lower non-directory: it becomes a directory
         self.ensure_parents(parent, layer)
         header = tarfile.TarInfo(parent)
         header.type, header.mode = tarfile.DIRTYPE, 0o755
@@ -188,7 +192,11 @@ class _Tree:
         existing = self.nodes.get(path)
         if existing is not None:
             if existing.is_dir and node.is_dir:
-                existing.layer, existing.position, existing.header = node.layer, node.position, node.header
+                existing.layer, existing.position, existing.header = (
+                    node.layer,
+                    node.position,
+                    node.header,
+                )
                 return
             self.delete(path)
         self._attach(path, node)
@@ -214,7 +222,7 @@ def _scan(image: SourceImage, log: Callable[[str], None]) -> _Tree:
                     tree.hide_below(posixpath.dirname(path), index)
                     continue
                 if base.startswith(_WHITEOUT):
-                    target = posixpath.join(posixpath.dirname(path), base[len(_WHITEOUT):])
+                    target = posixpath.join(posixpath.dirname(path), base[len(_WHITEOUT) :])
                     tree.delete(target, below=index)
                     continue
                 _check_dev(path, info, where)
@@ -223,11 +231,15 @@ def _scan(image: SourceImage, log: Callable[[str], None]) -> _Tree:
                     target = _clean(info.linkname, where)
                     linked = tree.nodes.get(target or "")
                     if linked is None or linked.is_dir:
-                        raise ImageError(f"hard link {path!r} to missing file {info.linkname!r}", source=where)
+                        raise ImageError(
+                            f"hard link {path!r} to missing file {info.linkname!r}", source=where
+                        )
                     key = linked.link or (linked.layer, linked.position)
                     tree.add(path, _Node(index, position, False, link=key))
                 else:
-                    tree.add(path, _Node(index, position, info.isdir(), info if info.isdir() else None))
+                    tree.add(
+                        path, _Node(index, position, info.isdir(), info if info.isdir() else None)
+                    )
             if reader is not None:
                 reader.finish()  # drains the layer, so a verified blob's digest is checked too
     return tree
@@ -236,7 +248,9 @@ def _scan(image: SourceImage, log: Callable[[str], None]) -> _Tree:
 def _output_header(info: tarfile.TarInfo, path: str, **changes: Any) -> tarfile.TarInfo:
     header = info.replace(name=f"rootfs/{path}", deep=False, **changes)
     # Keep xattrs; other PAX records (path, linkpath, ...) described the old name.
-    header.pax_headers = {k: v for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+    header.pax_headers = {
+        k: v for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr.")
+    }
     return header
 
 
@@ -270,9 +284,13 @@ def _plan(tree: _Tree) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int]
 
 
 def _write_squashed(
-    image: SourceImage, tree: _Tree, manifest: ImageManifest, writer: ImageWriter, log: Callable[[str], None]
+    image: SourceImage,
+    tree: _Tree,
+    manifest: ImageManifest,
+    writer: ImageWriter,
+    log: Callable[[str], None],
 ) -> None:
-    for path, target in STDIO_LINKS:
+    for path, _ in STDIO_LINKS:
         if path not in tree.nodes:
             tree.ensure_parents(path, len(image.layers))
     writes, links = _plan(tree)
@@ -303,7 +321,9 @@ def _write_squashed(
                     assert reader is not None
                     writer.add(_output_header(info, path), reader.member(info))
                 elif info.islnk():
-                    raise ImageError(f"internal error: unresolved hard link {info.name!r}", source=where)
+                    raise ImageError(
+                        f"internal error: unresolved hard link {info.name!r}", source=where
+                    )
                 else:
                     writer.add(_output_header(info, path))
     for path, target in STDIO_LINKS:
@@ -313,7 +333,9 @@ def _write_squashed(
             writer.add(link)
 
 
-def _squash(image: SourceImage, output: str, options: ConvertOptions, log: Callable[[str], None]) -> ConvertResult:
+def _squash(
+    image: SourceImage, output: str, options: ConvertOptions, log: Callable[[str], None]
+) -> ConvertResult:
     manifest = manifest_for_image(image)
     tree = _scan(image, log)
     log("Writing squashed ACI...")
@@ -329,7 +351,9 @@ def _squash(image: SourceImage, output: str, options: ConvertOptions, log: Calla
     return ConvertResult((output,), manifest)
 
 
-def convert_image(image: SourceImage, output_dir: str, options: ConvertOptions | None = None) -> ConvertResult:
+def convert_image(
+    image: SourceImage, output_dir: str, options: ConvertOptions | None = None
+) -> ConvertResult:
     """Write *image* as ACI(s) into *output_dir*; files appear only once complete.
 
     :raises ImageError: a layer that cannot be read or applied, or a configuration

@@ -108,13 +108,18 @@ class SourceImage:
         )
 
 
-_LAYER_TYPES = frozenset({
-    MediaType.DOCKER_LAYER, MediaType.DOCKER_FOREIGN_LAYER, MediaType.OCI_LAYER,
-    MediaType.OCI_LAYER_GZIP, MediaType.OCI_LAYER_ZSTD,
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-})
+_LAYER_TYPES = frozenset(
+    {
+        MediaType.DOCKER_LAYER,
+        MediaType.DOCKER_FOREIGN_LAYER,
+        MediaType.OCI_LAYER,
+        MediaType.OCI_LAYER_GZIP,
+        MediaType.OCI_LAYER_ZSTD,
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
 _INDEX_TYPES = frozenset({MediaType.OCI_INDEX, MediaType.DOCKER_LIST})
 _DIGEST = re.compile(r"(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})")
 
@@ -148,10 +153,14 @@ def select_platform(index: Mapping[str, Any], platform: Platform, where: str) ->
             continue
         plat = descriptor.get("platform") if isinstance(descriptor.get("platform"), Mapping) else {}
         assert isinstance(plat, Mapping)
-        entry = Platform(str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", "")))
+        entry = Platform(
+            str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", ""))
+        )
         available.append(str(entry))
-        if entry.os == platform.os and entry.architecture == platform.architecture and (
-            not platform.variant or not entry.variant or entry.variant == platform.variant
+        if (
+            entry.os == platform.os
+            and entry.architecture == platform.architecture
+            and (not platform.variant or not entry.variant or entry.variant == platform.variant)
         ):
             return descriptor
     raise FetchError(
@@ -186,7 +195,9 @@ def layers_from_manifest(
 _V1_ID = re.compile(r"[a-f0-9]{64}")
 
 
-def parse_schema1(data: Mapping[str, Any], repository: str, tag: str, where: str) -> list[tuple[str, dict[str, Any]]]:
+def parse_schema1(
+    data: Mapping[str, Any], repository: str, tag: str, where: str
+) -> list[tuple[str, dict[str, Any]]]:
     """Check a schema1 manifest and return ``(blobSum, v1 JSON)`` per layer, base first.
 
     The rules are the original's: the name must be the repository asked for (and the
@@ -194,21 +205,34 @@ def parse_schema1(data: Mapping[str, Any], repository: str, tag: str, where: str
     are folded, other repeats refused, the base has no parent).
     """
     if data.get("name") != repository:
-        raise FetchError(f"name doesn't match what was requested, expected: {repository}, downloaded: {data.get('name')}")
+        raise FetchError(
+            f"name doesn't match what was requested, expected: {repository}, downloaded: {data.get('name')}"
+        )
     if tag and data.get("tag") not in (None, tag):
-        raise FetchError(f"tag doesn't match what was requested, expected: {tag}, downloaded: {data.get('tag')}")
+        raise FetchError(
+            f"tag doesn't match what was requested, expected: {tag}, downloaded: {data.get('tag')}"
+        )
     fs_layers = data.get("fsLayers")
     history = data.get("history")
-    if not isinstance(fs_layers, list) or not isinstance(history, list) or len(fs_layers) != len(history) or not fs_layers:
+    if (
+        not isinstance(fs_layers, list)
+        or not isinstance(history, list)
+        or len(fs_layers) != len(history)
+        or not fs_layers
+    ):
         raise FetchError(f"malformed schema1 manifest in {where}")
     entries: list[tuple[str, dict[str, Any]]] = []
-    for layer, item in zip(fs_layers, history):
+    for layer, item in zip(fs_layers, history, strict=True):
         try:
             blob = check_digest(layer["blobSum"], where)
             v1 = json.loads(item["v1Compatibility"])
         except (KeyError, TypeError, ValueError):
             raise FetchError(f"malformed schema1 history in {where}") from None
-        if not isinstance(v1, dict) or not isinstance(v1.get("id"), str) or not _V1_ID.fullmatch(v1["id"]):
+        if (
+            not isinstance(v1, dict)
+            or not isinstance(v1.get("id"), str)
+            or not _V1_ID.fullmatch(v1["id"])
+        ):
             raise FetchError(f"invalid layer id in {where}")
         if entries and entries[-1][1]["id"] == v1["id"]:
             continue  # an adjacent repeat: the same layer listed twice
@@ -221,14 +245,23 @@ def parse_schema1(data: Mapping[str, Any], repository: str, tag: str, where: str
         parent = v1.get("parent", "")
         expected = entries[index + 1][1]["id"] if index + 1 < len(entries) else ""
         if (parent or "") != expected:
-            raise FetchError(f"broken layer chain in {where}: {v1['id']} has parent {parent!r}, expected {expected!r}")
+            raise FetchError(
+                f"broken layer chain in {where}: {v1['id']} has parent {parent!r}, expected {expected!r}"
+            )
     entries.reverse()
     return entries
 
 
-def v1_layer(blob: str, v1: Mapping[str, Any], opener: Callable[[], IO[bytes]], size: int | None = None) -> ImageLayer:
+def v1_layer(
+    blob: str, v1: Mapping[str, Any], opener: Callable[[], IO[bytes]], size: int | None = None
+) -> ImageLayer:
     """An :class:`ImageLayer` of a v1-style image (schema1, classic docker save)."""
     return ImageLayer(
-        digest=blob, media_type=MediaType.DOCKER_LAYER, opener=opener, size=size,
-        layer_id=str(v1.get("id", "")), parent_id=str(v1.get("parent", "") or ""), v1=v1,
+        digest=blob,
+        media_type=MediaType.DOCKER_LAYER,
+        opener=opener,
+        size=size,
+        layer_id=str(v1.get("id", "")),
+        parent_id=str(v1.get("parent", "") or ""),
+        v1=v1,
     )

@@ -101,7 +101,9 @@ def _ports(exposed: Sequence[str]) -> list[Port]:
         number = int(match.group(1))
         if not 1 <= number <= 65535:
             raise ImageError(f"exposed port {key!r} out of range")
-        ports.append(Port(name=str(sanitize_acname(key)), protocol=match.group(2) or "tcp", port=number))
+        ports.append(
+            Port(name=str(sanitize_acname(key)), protocol=match.group(2) or "tcp", port=number)
+        )
     return sorted(ports, key=lambda p: str(p.name))
 
 
@@ -121,14 +123,18 @@ def app_from_config(config: Mapping[str, Any], *, v1: bool) -> App:
     labels = config.get("Labels") or {}
     try:
         return App(
-            exec=[str(a) for a in [*entrypoint, *cmd]] if isinstance(entrypoint, list) and isinstance(cmd, list) else [],
+            exec=[str(a) for a in [*entrypoint, *cmd]]
+            if isinstance(entrypoint, list) and isinstance(cmd, list)
+            else [],
             user=user,
             group=group,
             environment=_environment(config.get("Env") or []),
             working_directory=str(config.get("WorkingDir") or ""),
             mount_points=_mount_points(volumes if isinstance(volumes, Mapping) else {}),
             ports=_ports(port_keys),
-            user_labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+            user_labels={str(k): str(v) for k, v in labels.items()}
+            if isinstance(labels, Mapping)
+            else {},
         )
     except ValidationError as err:
         raise ImageError(f"cannot convert the image config: {err}") from None
@@ -158,7 +164,11 @@ def image_name(image: SourceImage) -> str:
 def layer_image_name(image: SourceImage, layer_id: str) -> str:
     """The name of one layer's ACI in ``-nosquash`` output: ``<image name>-<layer id>``."""
     ref = image.reference
-    base = f"{ref.registry}/{ref.repository}" if ref and ref.registry else (ref.repository if ref else "image")
+    base = (
+        f"{ref.registry}/{ref.repository}"
+        if ref and ref.registry
+        else (ref.repository if ref else "image")
+    )
     return str(sanitize_acidentifier(f"{base}-{layer_id}"))
 
 
@@ -176,7 +186,9 @@ def _created(value: object) -> str | None:
     return value
 
 
-def _annotations(image: SourceImage, config: Mapping[str, Any], layer: ImageLayer | None) -> list[tuple[str, str]]:
+def _annotations(
+    image: SourceImage, config: Mapping[str, Any], layer: ImageLayer | None
+) -> list[tuple[str, str]]:
     ref = image.reference
     container = config.get("config") if isinstance(config.get("config"), Mapping) else {}
     assert isinstance(container, Mapping)
@@ -186,7 +198,11 @@ def _annotations(image: SourceImage, config: Mapping[str, Any], layer: ImageLaye
         pairs += [("author", config.get("author")), ("created", _created(config.get("created")))]
     else:
         created = _created(config.get("created"))
-        pairs += [("authors", config.get("author")), ("created", created), ("docker-comment", config.get("comment"))]
+        pairs += [
+            ("authors", config.get("author")),
+            ("created", created),
+            ("docker-comment", config.get("comment")),
+        ]
     pairs += [
         (ANNOTATION_PREFIX + "originalname", ref.original if ref else ""),
         (ANNOTATION_PREFIX + "registryurl", ref.registry if ref else ""),
@@ -217,7 +233,7 @@ def manifest_for_image(
 
     :raises ImageError: when the configuration cannot be expressed in appc terms.
     """
-    config = (layer.v1 if layer is not None and layer.v1 is not None else image.config)
+    config = layer.v1 if layer is not None and layer.v1 is not None else image.config
     container = config.get("config") if isinstance(config.get("config"), Mapping) else None
     platform = image.platform if layer is None else None
     labels: dict[str, str] = {}
@@ -227,7 +243,9 @@ def manifest_for_image(
     if platform is not None:
         labels.update(os_arch_labels(platform.os, platform.architecture, platform.variant))
     else:
-        labels.update(os_arch_labels(str(config.get("os", "")), str(config.get("architecture", ""))))
+        labels.update(
+            os_arch_labels(str(config.get("os", "")), str(config.get("architecture", "")))
+        )
     labels.update(extra_labels or {})
     try:
         return ImageManifest(

@@ -15,7 +15,14 @@ import tarfile
 from collections.abc import Callable
 
 from appc.aci.write import ImageWriter, atomic_output
-from appc.docker.convert import STDIO_LINKS, ConvertOptions, _clean, _open_layer, _output_header, layer_entries
+from appc.docker.convert import (
+    STDIO_LINKS,
+    ConvertOptions,
+    _clean,
+    _open_layer,
+    _output_header,
+    layer_entries,
+)
 from appc.docker.image import ImageLayer, SourceImage
 from appc.docker.manifest import layer_image_name, manifest_for_image, os_arch_labels
 from appc.errors import ImageError
@@ -39,7 +46,9 @@ def _whiteout_target(path: str) -> str | None:
 
 
 def _write_layer(
-    layer: ImageLayer, output: str, manifest_for: Callable[[list[str], set[str]], ImageManifest],
+    layer: ImageLayer,
+    output: str,
+    manifest_for: Callable[[list[str], set[str]], ImageManifest],
     options: ConvertOptions,
 ) -> ImageManifest:
     """Write one layer's ACI: rootfs, its entries, the stdio links, the manifest last."""
@@ -81,7 +90,11 @@ def _write_layer(
             for path, target in STDIO_LINKS:
                 if path not in seen:
                     link_info = tarfile.TarInfo(f"rootfs/{path}")
-                    link_info.type, link_info.linkname, link_info.mode = tarfile.SYMTYPE, target, 0o777
+                    link_info.type, link_info.linkname, link_info.mode = (
+                        tarfile.SYMTYPE,
+                        target,
+                        0o777,
+                    )
                     writer.add(link_info)
             manifest = manifest_for(paths, whiteouts)
             info = tarfile.TarInfo("manifest")
@@ -138,9 +151,18 @@ def convert_layers(
             v1 = layer.v1 or {}
             extra = "".join(f"-{v1[k]}" for k in ("os", "architecture") if v1.get(k))
             suffix = f"-{ref.tag}" if ref.tag else ""
-            output = os.path.join(output_dir, f"{ref.repository.replace('/', '-')}{suffix}{extra}-{count - 1 - index}.aci")
+            output = os.path.join(
+                output_dir,
+                f"{ref.repository.replace('/', '-')}{suffix}{extra}-{count - 1 - index}.aci",
+            )
 
-        def manifest_for(paths: list[str], whiteouts: set[str], layer: ImageLayer = layer, name: str = name, top: bool = top) -> ImageManifest:
+        def manifest_for(
+            paths: list[str],
+            whiteouts: set[str],
+            layer: ImageLayer = layer,
+            name: str = name,
+            top: bool = top,
+        ) -> ImageManifest:
             allowed = whitelist.add_layer(paths, whiteouts)
             if image.style == "v22":
                 if not top:
@@ -148,17 +170,27 @@ def convert_layers(
                 deps = [Dependency(image_name=m.name, labels=m.labels) for m in manifests]
                 base = manifest_for_image(image)
                 return ImageManifest(
-                    name=name, labels=base.labels, app=base.app, annotations=base.annotations,
-                    dependencies=deps, path_whitelist=allowed,
+                    name=name,
+                    labels=base.labels,
+                    app=base.app,
+                    annotations=base.annotations,
+                    dependencies=deps,
+                    path_whitelist=allowed,
                 )
-            own = manifest_for_image(image, layer=layer, name=name, extra_labels={"layer": layer.layer_id})
+            own = manifest_for_image(
+                image, layer=layer, name=name, extra_labels={"layer": layer.layer_id}
+            )
             deps = []
             if layer.parent_id and manifests:
                 parent = manifests[-1]
                 deps = [Dependency(image_name=parent.name, labels=parent.labels)]
             return ImageManifest(
-                name=own.name, labels=own.labels, app=own.app, annotations=own.annotations,
-                dependencies=deps, path_whitelist=allowed,
+                name=own.name,
+                labels=own.labels,
+                app=own.app,
+                annotations=own.annotations,
+                dependencies=deps,
+                path_whitelist=allowed,
             )
 
         manifests.append(_write_layer(layer, output, manifest_for, options))

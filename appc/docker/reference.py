@@ -97,15 +97,20 @@ def parse_reference(text: str) -> DockerReference:
 
     :raises ValidationError: ``invalid reference format`` or ``repository name must be lowercase``.
     """
-    original = text[len("docker://"):] if text.startswith("docker://") else text
+    original = text[len("docker://") :] if text.startswith("docker://") else text
     match = _REFERENCE.fullmatch(original)
     if match is None:
         if _REFERENCE.fullmatch(original.lower()):
-            raise ValidationError(f"repository name must be lowercase: {original!r}", value=original)
+            raise ValidationError(
+                f"repository name must be lowercase: {original!r}", value=original
+            )
         raise ValidationError(f"invalid reference format: {original!r}", value=original)
     name, tag, digest = match.group("name"), match.group("tag") or "", match.group("digest") or ""
     if len(name) > _NAME_MAX:
-        raise ValidationError(f"repository name must not be more than {_NAME_MAX} characters: {original!r}", value=original)
+        raise ValidationError(
+            f"repository name must not be more than {_NAME_MAX} characters: {original!r}",
+            value=original,
+        )
     if digest:
         algorithm, _, hexdigest = digest.partition(":")
         expected = _DIGEST_LENGTHS.get(algorithm)

@@ -16,13 +16,12 @@ What it does, beyond the original docker2aci:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import re
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,6 +30,7 @@ import requests
 
 from appc.docker.auth import Challenge, Credentials, parse_www_authenticate
 from appc.errors import FetchError
+from appc.transport import Transport, TransportOptions, reason
 
 __all__ = [
     "MANIFEST_MEDIA_TYPES",
@@ -73,10 +73,8 @@ MANIFEST_MEDIA_TYPES = (
     MediaType.DOCKER_SCHEMA1,
 )
 
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 1024 * 1024
 _MAX_MANIFEST = 8 * 1024 * 1024
-_MAX_REDIRECTS = 10
 
 
 @attrs.frozen(kw_only=True)
@@ -124,13 +122,6 @@ def _digest_hasher(digest: str) -> Any:
     return hashlib.new(algorithm)
 
 
-def _retry_after(response: requests.Response, default: float) -> float:
-    value = response.headers.get("Retry-After", "")
-    if value.isdigit():
-        return min(float(value), 30.0)
-    return default
-
-
 def _schema1_payload(body: bytes) -> bytes | None:
     """The signed payload of a schema1 manifest (what its digest covers), if it has signatures."""
     import base64  # noqa: PLC0415
@@ -139,7 +130,9 @@ def _schema1_payload(body: bytes) -> bytes | None:
         data = json.loads(body)
         protected = data["signatures"][0]["protected"]
         header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
-        tail = base64.urlsafe_b64decode(header["formatTail"] + "=" * (-len(header["formatTail"]) % 4))
+        tail = base64.urlsafe_b64decode(
+            header["formatTail"] + "=" * (-len(header["formatTail"]) % 4)
+        )
         return body[: int(header["formatLength"])] + tail
     except (ValueError, KeyError, IndexError, TypeError):
         return None
@@ -155,81 +148,44 @@ def _detect_media_type(content_type: str, data: dict[str, Any]) -> str:
         return MediaType.OCI_INDEX
     if "layers" in data:
         return MediaType.OCI_MANIFEST
-    return content_type.split(";")[0].strip()
+    return content_type.split(";", maxsplit=1)[0].strip()
 
 
 class RegistryClient:
     """A client for one registry host (``127.0.0.1:5000``, ``registry-1.docker.io``).
 
-    Thread-safe: downloads may run in parallel; each thread uses its own HTTP session,
-    and tokens are shared.
+    Thread-safe: downloads may run in parallel (one HTTP session per thread); tokens
+    are shared.
     """
 
     def __init__(self, host: str, options: RegistryOptions | None = None) -> None:
         self.host = host
         self.options = options or RegistryOptions()
+        self.transport = Transport(
+            TransportOptions(
+                insecure_allow_http=self.options.insecure_allow_http,
+                insecure_skip_verify=self.options.insecure_skip_verify,
+                ca_file=self.options.ca_file,
+                retries=self.options.retries,
+                backoff=self.options.backoff,
+                timeout=self.options.timeout,
+                user_agent=self.options.user_agent,
+            )
+        )
         self._scheme: str | None = None
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._tokens: dict[str, str] = {}  # scope -> bearer token
         self._basic: Credentials | None = None  # set once a Basic challenge was answered
 
-    # --- transport ----------------------------------------------------------------
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = self.options.user_agent
-            if self.options.insecure_skip_verify:
-                session.verify = False
-            elif self.options.ca_file:
-                session.verify = self.options.ca_file
-            session.trust_env = True
-            self._local.session = session
-        return session
-
     def close(self) -> None:
         """Close this thread's HTTP session."""
-        session = getattr(self._local, "session", None)
-        if session is not None:
-            session.close()
-            self._local.session = None
+        self.transport.close()
 
     def url(self, path: str) -> str:
         """The absolute URL of *path* (``/v2/...``) on this registry (pinging first if needed)."""
         if self._scheme is None:
             self.ping()
         return f"{self._scheme}://{self.host}{path}"
-
-    def _send(self, method: str, url: str, *, headers: dict[str, str], stream: bool, data: Any = None) -> requests.Response:
-        """One request, following redirects by hand (to refuse HTTPS → HTTP and keep
-        credentials on the registry host)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning when asked to skip TLS checks
-            for _ in range(_MAX_REDIRECTS + 1):
-                try:
-                    response = self._session().request(
-                        method, url, headers=headers, stream=stream, data=data,
-                        allow_redirects=False, timeout=(self.options.timeout, self.options.timeout),
-                    )
-                except requests.exceptions.SSLError as err:
-                    raise FetchError(f"TLS error: {_reason(err)}", url=url) from None
-                if response.status_code not in (301, 302, 303, 307, 308) or "Location" not in response.headers:
-                    return response
-                target = requests.compat.urljoin(url, response.headers["Location"])
-                response.close()
-                if url.startswith("https:") and target.startswith("http:") and not self.options.insecure_allow_http:
-                    raise FetchError(
-                        f"refusing redirect from HTTPS to plain HTTP ({target}); use --insecure-allow-http",
-                        url=url,
-                    )
-                if requests.utils.urlparse(target).netloc != requests.utils.urlparse(url).netloc:
-                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-                if response.status_code == 303:
-                    method, data = "GET", None
-                url = target
-            raise FetchError("too many redirects", url=url)
 
     def request(
         self,
@@ -249,46 +205,33 @@ class RegistryClient:
         :raises FetchError: after the retries, or for a status not in *ok*.
         """
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
-        wanted = set(ok)
-        delay = self.options.backoff
-        authenticated_once = False
-        attempt = 0
-        while True:
-            request_headers = dict(headers or {})
-            request_headers.update(self._auth_header(scope))
-            try:
-                response = self._send(method, url, headers=request_headers, stream=stream, data=data)
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as err:
-                if attempt >= self.options.retries or callable(getattr(data, "read", None)):
-                    raise FetchError(f"connection failed: {_reason(err)}", url=url) from None
-                attempt += 1
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            if response.status_code in wanted:
-                return response
-            if response.status_code == 401:
-                header = response.headers.get("WWW-Authenticate", "")
-                response.close()
-                if authenticated_once:
-                    raise FetchError("unauthorized: the registry refused the credentials", url=url, status=401)
-                authenticated_once = True
-                if self._answer_challenge(header, scope, url):
-                    continue
+        challenged = [False]
+
+        def with_auth() -> dict[str, str]:
+            return {**(headers or {}), **self._auth_header(scope)}
+
+        def on_status(response: requests.Response) -> bool:
+            if response.status_code != 401:
+                return False
+            header = response.headers.get("WWW-Authenticate", "")
+            response.close()
+            if challenged[0]:
                 raise FetchError(
-                    "unauthorized: authentication required (give --username/--password, "
-                    "--creds, or credentials in ~/.docker/config.json)",
-                    url=url, status=401,
+                    "unauthorized: the registry refused the credentials", url=url, status=401
                 )
-            if response.status_code in _RETRY_STATUS and attempt < self.options.retries:
-                attempt += 1
-                wait = _retry_after(response, delay)
-                response.close()
-                time.sleep(wait)
-                delay = min(delay * 2, 30.0)
-                continue
-            raise _status_error(response, url)
+            challenged[0] = True
+            if self._answer_challenge(header, scope, url):
+                return True
+            raise FetchError(
+                "unauthorized: authentication required (give --username/--password, "
+                "--creds, or credentials in ~/.docker/config.json)",
+                url=url,
+                status=401,
+            )
+
+        return self.transport.request(
+            method, url, headers=with_auth, stream=stream, data=data, ok=ok, on_status=on_status
+        )
 
     # --- authentication -----------------------------------------------------------
 
@@ -339,16 +282,23 @@ class RegistryClient:
         credentials = self._credentials()
         if credentials is not None:
             headers["Authorization"] = _basic_header(credentials)
-        if realm.startswith("http:") and not self.options.insecure_allow_http and url.startswith("https:"):
-            raise FetchError(f"refusing to fetch a token over plain HTTP from {realm}", url=url)
+        token_url = realm + ("&" if "?" in realm else "?") + requests.compat.urlencode(params)
         try:
-            response = self._send("GET", realm + ("&" if "?" in realm else "?") + requests.compat.urlencode(params), headers=headers, stream=False)
+            response = self.transport.send("GET", token_url, headers=headers)
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
-            raise FetchError(f"token server unreachable: {_reason(err)}", url=realm) from None
+            raise FetchError(f"token server unreachable: {reason(err)}", url=realm) from None
         if response.status_code == 401:
-            raise FetchError("unable to retrieve auth token: 401 unauthorized (wrong or missing credentials)", url=realm, status=401)
+            raise FetchError(
+                "unable to retrieve auth token: 401 unauthorized (wrong or missing credentials)",
+                url=realm,
+                status=401,
+            )
         if response.status_code != 200:
-            raise FetchError(f"unable to retrieve auth token: HTTP {response.status_code}", url=realm, status=response.status_code)
+            raise FetchError(
+                f"unable to retrieve auth token: HTTP {response.status_code}",
+                url=realm,
+                status=response.status_code,
+            )
         try:
             body = response.json()
         except ValueError:
@@ -370,9 +320,9 @@ class RegistryClient:
         for scheme in schemes:
             url = f"{scheme}://{self.host}/v2/"
             try:
-                response = self._send("GET", url, headers={}, stream=False)
+                response = self.transport.send("GET", url)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
-                errors.append(f"{url}: {_reason(err)}")
+                errors.append(f"{url}: {reason(err)}")
                 continue
             except FetchError as err:
                 errors.append(str(err))
@@ -381,18 +331,27 @@ class RegistryClient:
                 self._scheme = scheme
                 return
             errors.append(f"{url}: HTTP {response.status_code}, not a v2 registry")
-        hint = "" if self.options.insecure_allow_http else " (for a plain-HTTP registry use --insecure-allow-http)"
+        hint = (
+            ""
+            if self.options.insecure_allow_http
+            else " (for a plain-HTTP registry use --insecure-allow-http)"
+        )
         raise FetchError(f"cannot reach registry {self.host}: {'; '.join(errors)}{hint}")
 
-    def get_manifest(self, repository: str, reference: str, accept: Iterable[str] = MANIFEST_MEDIA_TYPES) -> Manifest:
+    def get_manifest(
+        self, repository: str, reference: str, accept: Iterable[str] = MANIFEST_MEDIA_TYPES
+    ) -> Manifest:
         """Fetch a manifest by tag or digest, checking its digest.
 
         :raises FetchError: not found (``manifest unknown``), or a digest mismatch.
         """
         path = f"/v2/{repository}/manifests/{reference}"
         response = self.request(
-            "GET", path, scope=f"repository:{repository}:pull",
-            headers={"Accept": ", ".join(accept)}, stream=True,
+            "GET",
+            path,
+            scope=f"repository:{repository}:pull",
+            headers={"Accept": ", ".join(accept)},
+            stream=True,
         )
         body = _read_limited(response, _MAX_MANIFEST, self.url(path))
         try:
@@ -402,12 +361,20 @@ class RegistryClient:
         if not isinstance(data, dict):
             raise FetchError("manifest is not a JSON object", url=self.url(path))
         media_type = _detect_media_type(response.headers.get("Content-Type", ""), data)
-        digest = self._check_manifest_digest(body, media_type, reference, response.headers.get("Docker-Content-Digest", ""), self.url(path))
+        digest = self._check_manifest_digest(
+            body,
+            media_type,
+            reference,
+            response.headers.get("Docker-Content-Digest", ""),
+            self.url(path),
+        )
         return Manifest(media_type, body, digest, data)
 
     @staticmethod
-    def _check_manifest_digest(body: bytes, media_type: str, reference: str, header: str, url: str) -> str:
-        expected = reference if ":" in reference else header  # tags never contain ':' 
+    def _check_manifest_digest(
+        body: bytes, media_type: str, reference: str, header: str, url: str
+    ) -> str:
+        expected = reference if ":" in reference else header  # tags never contain ':'
         candidates = [body]
         if media_type in (MediaType.DOCKER_SCHEMA1, MediaType.DOCKER_SCHEMA1_SIGNED):
             payload = _schema1_payload(body)
@@ -454,7 +421,14 @@ class RegistryClient:
         attempt = 0
         while True:
             try:
-                self._download_once(path, repository, digest, destination, size, progress)
+                self._download_once(
+                    path=path,
+                    repository=repository,
+                    digest=digest,
+                    destination=destination,
+                    size=size,
+                    progress=progress,
+                )
                 return
             except _Retryable as err:
                 if attempt >= self.options.retries:
@@ -467,8 +441,14 @@ class RegistryClient:
                 raise
 
     def _download_once(
-        self, path: str, repository: str, digest: str, destination: str,
-        size: int | None, progress: Callable[[int], None] | None,
+        self,
+        *,
+        path: str,
+        repository: str,
+        digest: str,
+        destination: str,
+        size: int | None,
+        progress: Callable[[int], None] | None,
     ) -> None:
         response = self.request("GET", path, scope=f"repository:{repository}:pull", stream=True)
         url = response.url or self.url(path)
@@ -484,13 +464,18 @@ class RegistryClient:
                         raise FetchError(f"blob larger than its declared size {size}", url=url)
                     if progress is not None:
                         progress(len(chunk))
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.Timeout) as err:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.Timeout,
+        ) as err:
             if progress is not None:
                 progress(-written)
-            raise _Retryable(_reason(err)) from None
+            raise _Retryable(reason(err)) from None
         except OSError as err:
-            raise FetchError(f"cannot write {destination}: {err.strerror or err}", url=url) from None
+            raise FetchError(
+                f"cannot write {destination}: {err.strerror or err}", url=url
+            ) from None
         finally:
             response.close()
         if size is not None and written != size:
@@ -506,10 +491,8 @@ class _Retryable(Exception):
 
 
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def _basic_header(credentials: Credentials) -> str:
@@ -517,23 +500,6 @@ def _basic_header(credentials: Credentials) -> str:
 
     raw = f"{credentials.username}:{credentials.password}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-_SSL_REASON = re.compile(r"\[SSL: [A-Z_]+\] [^'\"()]+")
-_OS_REASON = re.compile(r"\[Errno -?\d+\] [^'\"()]+")
-
-
-def _reason(err: BaseException) -> str:
-    """A short, credential-free description of a requests exception."""
-    text = str(err)
-    for pattern in (_SSL_REASON, _OS_REASON):
-        match = pattern.search(text)
-        if match:
-            return match.group(0).strip()
-    for marker in ("Caused by ", "(Caused by"):
-        if marker in text:
-            text = text.split(marker, 1)[1].strip("() ")
-    return text[:300]
 
 
 def _read_limited(response: requests.Response, limit: int, url: str) -> bytes:
@@ -544,29 +510,10 @@ def _read_limited(response: requests.Response, limit: int, url: str) -> bytes:
             if len(data) > limit:
                 raise FetchError(f"response larger than {limit} bytes", url=url)
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
-        raise FetchError(f"connection failed: {_reason(err)}", url=url) from None
+        raise FetchError(f"connection failed: {reason(err)}", url=url) from None
     finally:
         response.close()
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) != len(data):
         raise FetchError(f"truncated response: got {len(data)} of {declared} bytes", url=url)
     return bytes(data)
-
-
-def _status_error(response: requests.Response, url: str) -> FetchError:
-    """Turn an error response into a FetchError with the registry's own explanation."""
-    status = response.status_code
-    detail = ""
-    try:
-        body = response.json()
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            detail = f"{errors[0].get('code', '')}: {errors[0].get('message', '')}".strip(": ")
-    except ValueError:
-        pass
-    finally:
-        response.close()
-    meaning = {401: "unauthorized", 403: "forbidden", 404: "not found", 413: "too large",
-               429: "too many requests"}.get(status, "error")
-    message = f"HTTP {status} {meaning}" + (f" ({detail})" if detail else "")
-    return FetchError(message, url=url, status=status)

@@ -47,7 +47,9 @@ class DownloadProgress:
         """The blob is complete and verified."""
 
 
-_CONFIG_TYPES = frozenset({MediaType.DOCKER_CONFIG, MediaType.OCI_CONFIG, "application/octet-stream"})
+_CONFIG_TYPES = frozenset(
+    {MediaType.DOCKER_CONFIG, MediaType.OCI_CONFIG, "application/octet-stream"}
+)
 _SCHEMA1 = frozenset({MediaType.DOCKER_SCHEMA1, MediaType.DOCKER_SCHEMA1_SIGNED})
 
 
@@ -76,15 +78,19 @@ def open_remote_image(
     repository = reference.repository
     where = str(reference)
     cancelled = threading.Event()
-    with tempfile.TemporaryDirectory(prefix="docker2aci-", dir=workdir) as tmp, \
-            concurrent.futures.ThreadPoolExecutor(parallel, "appc-download") as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="docker2aci-", dir=workdir) as tmp,
+        concurrent.futures.ThreadPoolExecutor(parallel, "appc-download") as pool,
+    ):
         try:
             manifest = client.get_manifest(repository, reference.ref)
             for _ in range(4):
                 if not is_index(manifest.media_type):
                     break
                 descriptor = select_platform(manifest.data, platform, where)
-                manifest = client.get_manifest(repository, check_digest(descriptor.get("digest"), where))
+                manifest = client.get_manifest(
+                    repository, check_digest(descriptor.get("digest"), where)
+                )
             else:
                 raise FetchError(f"index nested too deeply in {where}")
 
@@ -124,19 +130,27 @@ def open_remote_image(
                 config_descriptor, descriptors = layers_from_manifest(manifest.data, where)
                 config_type = config_descriptor.get("mediaType", MediaType.OCI_CONFIG)
                 if config_type not in _CONFIG_TYPES:
-                    raise FetchError(f"not a container image (config media type {config_type!r}): {where}")
-                config = _json_object(client.read_blob(repository, str(config_descriptor["digest"])), where)
+                    raise FetchError(
+                        f"not a container image (config media type {config_type!r}): {where}"
+                    )
+                config = _json_object(
+                    client.read_blob(repository, str(config_descriptor["digest"])), where
+                )
                 layers = tuple(
                     ImageLayer(
-                        digest=str(d["digest"]), media_type=str(d.get("mediaType", MediaType.OCI_LAYER_GZIP)),
+                        digest=str(d["digest"]),
+                        media_type=str(d.get("mediaType", MediaType.OCI_LAYER_GZIP)),
                         opener=opener_for(str(d["digest"]), _size(d.get("size"))),
-                        size=_size(d.get("size")), layer_id=str(d["digest"]),
+                        size=_size(d.get("size")),
+                        layer_id=str(d["digest"]),
                     )
                     for d in descriptors
                 )
                 image = SourceImage(config, layers, "v22", manifest.digest, reference)
             else:
-                raise FetchError(f"unsupported manifest media type {manifest.media_type!r}: {where}")
+                raise FetchError(
+                    f"unsupported manifest media type {manifest.media_type!r}: {where}"
+                )
             yield image
         finally:
             cancelled.set()
