@@ -14,8 +14,10 @@ def __dir__() -> list[str]:
     return __all__
 
 
+# ASCII digits only: Python's \d would also take other scripts' digits (``２０１４``), Go does not.
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 
 
