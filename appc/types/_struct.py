@@ -98,14 +98,26 @@ def expect_bool(value: object) -> bool:
     return value
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
+
 def expect_int(value: object, *, minimum: int | None = None) -> int:
-    """Return *value* if it is a JSON integer (``3.0`` counts, as in Go), at least *minimum*."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    """Return *value* if it is a JSON integer that fits the reference's Go field, at least *minimum*.
+
+    As Go's decoder: a number written with a fraction or an exponent (``80.0``,
+    ``1e3``, which JSON reading gives as a Python ``float``) is not an integer, and the
+    value must fit in 64 bits: ``uint64`` when *minimum* is 0 or more (Go ``uint``
+    fields), ``int64`` otherwise.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise _type_error("an integer", value)
     if minimum is not None and value < minimum:
         raise ValidationError(f"must be at least {minimum}, not {value}", value=value)
+    unsigned = minimum is not None and minimum >= 0
+    if not (_INT64_MIN <= value <= _INT64_MAX or (unsigned and 0 <= value <= _UINT64_MAX)):
+        bits = "unsigned" if unsigned else "signed"
+        raise ValidationError(f"must fit in a 64-bit {bits} integer, not {value}", value=value)
     return value
 
 

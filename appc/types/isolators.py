@@ -107,7 +107,7 @@ class AppArmorProfile:
 def _resource(default_must_be: bool) -> Callable[[Any], ResourceValue]:
     def parse(value: Any) -> ResourceValue:
         obj = expect_object(value)
-        default = False if obj.get("default") is None else expect_bool(obj["default"])
+        default = _field(obj, "default", lambda v: False if v is None else expect_bool(v))
         request = _field(obj, "request", quantity)
         limit = _field(obj, "limit", quantity)
         if default != default_must_be:
@@ -373,8 +373,8 @@ def isolator_from_string(text: str) -> Isolator:
     if name == "os/linux/no-new-privileges":
         return Isolator(name, parse_go_bool(rest))
     if name == "os/linux/oom-score-adj":
-        try:
-            return Isolator(name, int(rest))
-        except ValueError:
-            raise ValidationError(f"bad oom-score-adj value {rest!r}", value=rest) from None
+        # Go's strconv.Atoi: sign and ASCII digits only (int() would take " 5" or "1_0").
+        if not re.fullmatch(r"[+-]?[0-9]+", rest):
+            raise ValidationError(f"bad oom-score-adj value {rest!r}", value=rest)
+        return Isolator(name, int(rest))
     raise ValidationError(f"isolator {name} is not supported for patching", value=name)

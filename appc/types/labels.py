@@ -43,6 +43,10 @@ _GO_TO_APPC: Mapping[tuple[str, str], str] = {
 }
 
 
+#: Valid appc arches that Go cannot target (big-endian ARM).
+_NO_GO_ARCH = frozenset({"armv7b", "aarch64_be"})
+
+
 def to_appc_os_arch(goos: str, goarch: str, goarm: str = "") -> tuple[str, str]:
     """Map Go's GOOS/GOARCH (and GOARM flavour) to the appc os and arch label values.
 
@@ -69,10 +73,16 @@ def to_go_os_arch(os_: str, arch: str) -> tuple[str, str, str]:
     >>> to_go_os_arch("linux", "aarch64")
     ('linux', 'arm64', '')
 
-    :raises ValidationError: when the pair is not in :data:`VALID_OS_ARCH`.
+    The big-endian arches ``armv7b`` and ``aarch64_be`` are valid labels but Go has no
+    port for them (the reference's table leaves them out too).
+
+    :raises ValidationError: when the pair is not in :data:`VALID_OS_ARCH`, or has no
+        Go equivalent.
     """
     _check_os_arch(os_, arch)
-    if arch in ("armv6l", "armv7l", "armv7b"):
+    if arch in _NO_GO_ARCH:
+        raise ValidationError(f"no Go equivalent for {os_}/{arch}", value=arch)
+    if arch in ("armv6l", "armv7l"):
         return os_, "arm", arch[4]
     if os_ == "freebsd" and arch == "arm":
         return os_, "arm", "6"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -73,15 +74,22 @@ def ports(value: Iterable[Any] | None) -> tuple[Port, ...]:
     return list_of(value, _port)
 
 
+_UINT = re.compile(r"[0-9]+")
+
+
 def port_from_string(text: str) -> Port:
-    """Read ``name,protocol=tcp,port=80,count=1,socketActivated=true`` (``patch-manifest --ports``)."""
+    """Read ``name,protocol=tcp,port=80,count=1,socketActivated=true`` (``patch-manifest --ports``).
+
+    ``port`` and ``count`` are unsigned decimal numbers in ASCII digits, as Go's
+    ``strconv.ParseUint`` reads them (``str.isdigit`` would also take ``²`` or ``٣``).
+    """
     options = parse_options(text)
     kwargs: dict[str, Any] = {"name": options.pop("name")}
     for key, value in options.items():
         if key == "protocol":
             kwargs["protocol"] = value
         elif key in ("port", "count"):
-            if not value.isdigit():
+            if not _UINT.fullmatch(value):
                 raise ValidationError(f"bad {key} {value!r} in {text!r}", value=text)
             kwargs[key] = int(value)
         elif key == "socketActivated":
@@ -92,8 +100,12 @@ def port_from_string(text: str) -> Port:
 
 
 def _host_ip(value: object) -> str:
+    # Go's net.ParseIP: IPv4 or IPv6, but no IPv6 zone ("fe80::1%eth0"), which
+    # Python's ipaddress accepts.
     text = expect_str(value)
     try:
+        if "%" in text:
+            raise ValueError(text)
         ipaddress.ip_address(text)
     except ValueError:
         raise ValidationError(f"invalid IP address: {text}", value=text) from None
@@ -116,7 +128,7 @@ def _port_name(value: object) -> ACName:
 class ExposedPort(Struct):
     """A pod port forwarded from the host: app port ``name`` on ``hostIP:hostPort``.
 
-    Decisions (reference over spec text): ``hostIP`` may be IPv6 as well as IPv4, and
+    Decisions (reference over spec text): ``hostIP`` may be IPv6 (without a zone) as well as IPv4, and
     ``hostPort`` is not range-checked (0 means "let the executor choose").
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -131,6 +132,11 @@ def volumes(value: Iterable[Any] | None) -> tuple[Volume, ...]:
     return result
 
 
+# Go's strconv.Atoi: an optional sign and ASCII digits (Python's int() would also take
+# blanks, underscores and other scripts' digits).
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def volume_from_string(text: str) -> Volume:
     """Read ``name,kind=host,source=/x,readOnly=true,recursive=false,mode=..,uid=..,gid=..``.
 
@@ -145,10 +151,9 @@ def volume_from_string(text: str) -> Volume:
         elif key in ("readOnly", "recursive"):
             kwargs["read_only" if key == "readOnly" else key] = parse_go_bool(value)
         elif key in ("uid", "gid"):
-            try:
-                kwargs[key] = int(value)
-            except ValueError:
-                raise ValidationError(f"bad {key} {value!r} in {text!r}", value=text) from None
+            if not _INT.fullmatch(value):
+                raise ValidationError(f"bad {key} {value!r} in {text!r}", value=text)
+            kwargs[key] = int(value)
         else:
             raise ValidationError(f"unknown volume parameter {key!r}", value=text)
     return Volume(**kwargs)
