@@ -10,6 +10,7 @@ them and runs as root; owners, setuid bits and xattrs are restored only as root.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import stat
@@ -21,8 +22,8 @@ from typing import IO
 import attrs
 
 from appc.aci._compress import DEFAULT_MAX_SIZE
-from appc.aci.read import ImageReader, clean_name
-from appc.aci.validate import EntryChecker
+from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader, clean_name
+from appc.aci.validate import EntryChecker, image_manifest
 from appc.errors import ImageError
 from appc.types.hash import Hash
 
@@ -82,6 +83,19 @@ class TreeWriter:
                 os.mkdir(path, 0o755)
         self._dirs.add(rel)
 
+    def _crosses_link(self, rel: str) -> bool:
+        """True when a directory above *rel* is not a real directory of the tree: the path
+        would be resolved through a symlink, possibly to outside the root."""
+        parent = os.path.dirname(rel)
+        while parent and parent not in self._dirs:  # ancestors of a known directory are real
+            try:
+                if not stat.S_ISDIR(os.lstat(self._path(parent)).st_mode):
+                    return True
+            except FileNotFoundError:
+                pass  # missing (the target is then missing too): look further up
+            parent = os.path.dirname(parent)
+        return False
+
     def remove(self, rel: str) -> None:
         """Remove whatever is at *rel* (a whole tree for a directory)."""
         path = self._path(rel)
@@ -133,6 +147,11 @@ class TreeWriter:
         elif info.issym():
             os.symlink(info.linkname, path)
         elif info.islnk():
+            if self._crosses_link(info.linkname):
+                raise ImageError(
+                    f"hard link {rel!r} to {info.linkname!r} leads through a symlink "
+                    "or non-directory"
+                )
             target = self._path(info.linkname)
             if not os.path.lexists(target) or stat.S_ISDIR(os.lstat(target).st_mode):
                 raise ImageError(f"hard link {rel!r} to missing or directory target {info.linkname!r}")
@@ -190,9 +209,11 @@ def extract_image(
 ) -> Hash:
     """Check and unpack an image archive into the directory *target*.
 
-    When *target* does not exist, the image is unpacked into a temporary directory
-    beside it that is renamed into place only once the whole archive was checked, so
-    a bad image leaves nothing behind.  An existing *target* is unpacked into as is.
+    The archive is checked as by :func:`~appc.aci.validate.validate_archive`, manifest
+    included.  When *target* does not exist, the image is unpacked into a temporary
+    directory beside it that is renamed into place only once the whole archive was
+    checked, so a bad image leaves nothing behind.  An existing *target* is unpacked
+    into as is.
 
     :param rootfs_only: unpack the contents of ``rootfs/`` at the top of *target*,
         leaving the manifest out; otherwise the layout (``manifest`` + ``rootfs/``).
@@ -231,8 +252,15 @@ def _extract_into(
     writer = TreeWriter(target, options)
     with ImageReader(source, max_size=max_size) as image:
         checker = EntryChecker(str(image.source))
+        manifest = b""
         for info, name in image.entries():
             checker.check(info, name)
+            content: IO[bytes] | None = None
+            if name == "manifest":
+                manifest = image.read_entry(info, limit=MAX_MANIFEST_SIZE)
+                content = io.BytesIO(manifest)
+            elif info.isreg():
+                content = image.member(info)
             relative = _rootfs_relative(name)
             if relative and keep is not None and not info.isdir() and not keep(relative):
                 continue
@@ -243,12 +271,17 @@ def _extract_into(
                 link = _rootfs_relative(clean_name(info.linkname)) or ""
                 info = info.replace(linkname=link if rootfs_only else f"rootfs/{link}", deep=False)
             try:
-                writer.write(info, dest, image.member(info) if info.isreg() else None)
+                writer.write(info, dest, content)
             except OSError as err:
                 raise ImageError(
                     f"cannot extract {name!r}: {err.strerror or err}", source=checker.source
                 ) from None
+            except ImageError as err:
+                if err.source:
+                    raise
+                raise ImageError(err.message, source=checker.source) from None
         image_id = image.finish()
         checker.finish()
+        image_manifest(manifest, checker.source)
     writer.close()
     return image_id

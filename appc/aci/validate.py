@@ -34,6 +34,7 @@ __all__ = [
     "EntryChecker",
     "ValidationType",
     "detect_validation_type",
+    "image_manifest",
     "read_manifest_file",
     "validate_archive",
     "validate_layout",
@@ -53,7 +54,11 @@ class ValidationType(str):
     ALL = ("appimage", "layout", "manifest")
 
 
-def _image_manifest(data: bytes, source: str) -> Any:
+def image_manifest(data: bytes, source: str) -> Any:
+    """Parse the manifest bytes of an image found in *source*.
+
+    :raises ImageError: ``image manifest validation failed: ...`` naming *source*.
+    """
     from appc.schema.image import ImageManifest  # noqa: PLC0415 - schema import is the heavy part
 
     try:
@@ -165,7 +170,7 @@ def validate_archive(
                 manifest_bytes = image.read_entry(info, limit=MAX_MANIFEST_SIZE)
         image_id = image.finish()
         checker.finish()
-        manifest = _image_manifest(manifest_bytes, checker.source)
+        manifest = image_manifest(manifest_bytes, checker.source)
         return ArchiveReport(manifest, image_id, image.kind, count)
 
 
@@ -193,7 +198,7 @@ def validate_layout(directory: str | os.PathLike[str]) -> Any:
     manifest_path = os.path.join(where, "manifest")
     if not stat.S_ISREG(os.lstat(manifest_path).st_mode):
         raise ImageError("manifest is not a regular file", source=where)
-    return _image_manifest(_read_limited(manifest_path), where)
+    return image_manifest(_read_limited(manifest_path), where)
 
 
 def _read_limited(path: str) -> bytes:
