@@ -1,0 +1,333 @@
+"""App Container image discovery (spec: discovery, "meta discovery" of v0.8).
+
+For an image name like ``example.com/project/app``, ``https://example.com/project/app?ac-discovery=1``
+is fetched and its ``<meta name="ac-discovery" content="PREFIX TEMPLATE">`` and
+``<meta name="ac-discovery-pubkeys" content="PREFIX URL">`` tags are read; if nothing
+usable is found there, the parent paths are tried, down to the host.  Endpoints and
+public keys are two separate walks, so they may come from different levels.
+Templates get ``{name}``, ``{version}`` (default ``latest``), ``{ext}`` (``aci`` or
+``aci.asc``) and any other label; a template with a placeholder left unfilled is
+skipped.  HTTPS first; plain HTTP only when asked.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import re
+import urllib.parse
+from collections.abc import Mapping
+
+import attrs
+import requests
+
+from appc.errors import DiscoveryError, FetchError, ValidationError
+from appc.transport import Transport, TransportOptions, reason
+from appc.types.acidentifier import ACIdentifier
+
+__all__ = [
+    "ACIEndpoint",
+    "AppRequest",
+    "DiscoveryOptions",
+    "DiscoveryResult",
+    "MetaTag",
+    "discover",
+    "parse_app_string",
+    "parse_meta_tags",
+    "render_template",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+_MAX_PAGE = 1024 * 1024
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+@attrs.frozen
+class AppRequest:
+    """What to discover: an image name and labels (``version``, ``os``, ``arch``, ...)."""
+
+    name: ACIdentifier
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+
+    def __str__(self) -> str:
+        text = str(self.name)
+        labels = dict(self.labels)
+        version = labels.pop("version", None)
+        if version:
+            text += f":{version}"
+        return text + "".join(f",{k}={v}" for k, v in labels.items())
+
+
+def parse_app_string(text: str) -> AppRequest:
+    """Read ``name[:version][,label=value...]`` as the reference's ``NewAppFromString``.
+
+    ``:`` stands for ``,version=``; values may be URL-escaped (``%2C``).  Refused: more
+    than one ``:``, a ``:`` after the first ``,``, a repeated label (``:1.0,version=2``
+    too), a label name that is not an ACIdentifier, a bad name, bad ``%`` escapes.
+
+    >>> parse_app_string("example.com/app:1.0,os=linux").labels
+    {'version': '1.0', 'os': 'linux'}
+
+    :raises ValidationError: naming the problem (the reference tool crashed here).
+    """
+    if text.count(":") > 1:
+        raise ValidationError(f"app string has more than one ':': {text!r}", value=text)
+    comma, colon = text.find(","), text.find(":")
+    if colon != -1 and comma != -1 and colon > comma:
+        raise ValidationError(f"app string has ':' after the first ',': {text!r}", value=text)
+    parts = text.replace(":", ",version=", 1).split(",")
+    name = parts[0]
+    labels: dict[str, str] = {}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValidationError(f"label {part!r} has no value in {text!r}", value=text)
+        if re.search(r"%(?![0-9A-Fa-f]{2})", part):
+            raise ValidationError(f"invalid URL escape in {part!r}", value=text)
+        key, value = urllib.parse.unquote(key), urllib.parse.unquote(value)
+        ACIdentifier(key)
+        if key in labels:
+            raise ValidationError(f"label {key!r} given more than once in {text!r}", value=text)
+        labels[key] = value
+    return AppRequest(ACIdentifier(name), labels)
+
+
+@attrs.frozen
+class MetaTag:
+    """One ``ac-discovery`` or ``ac-discovery-pubkeys`` tag: the name prefix it serves and its content."""
+
+    kind: str
+    prefix: str
+    content: str
+
+
+class _MetaParser(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[MetaTag] = []
+
+    def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
+        if tag != "meta":
+            return
+        attributes = {k.lower(): v or "" for k, v in attrs_list}
+        name = attributes.get("name", "")
+        if not name.startswith("ac-"):
+            return
+        prefix, _, rest = attributes.get("content", "").strip().partition(" ")
+        rest = rest.strip()
+        if prefix and rest:
+            self.tags.append(MetaTag(name, prefix, rest))
+
+    handle_startendtag = handle_starttag
+
+
+def parse_meta_tags(page: str) -> list[MetaTag]:
+    """The ``ac-*`` meta tags of an HTML page, in document order (any HTML a server sends).
+
+    >>> parse_meta_tags('<meta name="ac-discovery" content="example.com https://x/{name}.{ext}">')
+    [MetaTag(kind='ac-discovery', prefix='example.com', content='https://x/{name}.{ext}')]
+    """
+    parser = _MetaParser()
+    try:
+        parser.feed(page)
+        parser.close()
+    except (AssertionError, ValueError):  # malformed markup: keep what was read so far
+        pass
+    return parser.tags
+
+
+def render_template(template: str, request: AppRequest, ext: str) -> str | None:
+    """Fill *template* for *request*; ``None`` when a placeholder stays unfilled.
+
+    >>> render_template("https://h/{os}/{name}-{version}.{ext}", AppRequest(ACIdentifier("a.com/b"), {"os": "linux"}), "aci")
+    'https://h/linux/a.com/b-latest.aci'
+    """
+    values = {"name": str(request.name), "ext": ext, "version": "latest"}
+    for key, value in request.labels.items():
+        if key != "name":  # a label called "name" never replaces the image name
+            values[key] = value
+    result = _PLACEHOLDER.sub(lambda m: values.get(m.group(0)[1:-1], m.group(0)), template)
+    return None if _PLACEHOLDER.search(result) else result
+
+
+@attrs.frozen
+class ACIEndpoint:
+    """Where an image and its signature can be downloaded."""
+
+    aci: str
+    asc: str
+
+
+@attrs.frozen
+class DiscoveryResult:
+    """What discovery found: image endpoints, public key URLs, and each failed attempt
+    (prefix and reason) of both walks."""
+
+    endpoints: tuple[ACIEndpoint, ...]
+    public_keys: tuple[str, ...]
+    endpoint_attempts: tuple[tuple[str, str], ...] = ()
+    key_attempts: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class DiscoveryOptions:
+    """How to discover.
+
+    :param insecure_http: fall back to plain HTTP when HTTPS fails (and allow it in redirects).
+    :param insecure_tls: do not verify TLS certificates.
+    :param port: connect to this port instead of 443 (80 for HTTP).
+    :param ca_file: extra trusted CA certificates.
+    :param timeout: seconds for each connection.
+    """
+
+    insecure_http: bool = False
+    insecure_tls: bool = False
+    port: int | None = None
+    ca_file: str | None = None
+    timeout: float = 20.0
+
+
+def _prefixes(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def _url(prefix: str, scheme: str, port: int | None) -> str:
+    host, _, path = prefix.partition("/")
+    netloc = f"{host}:{port}" if port else host
+    return f"{scheme}://{netloc}/{path}?ac-discovery=1"
+
+
+class _Pages:
+    """Fetches discovery pages, once per prefix (both walks share them)."""
+
+    def __init__(self, options: DiscoveryOptions) -> None:
+        self.options = options
+        self.transport = Transport(
+            TransportOptions(
+                insecure_allow_http=options.insecure_http,
+                insecure_skip_verify=options.insecure_tls,
+                ca_file=options.ca_file,
+                timeout=options.timeout,
+                retries=1,
+            )
+        )
+        self._cache: dict[str, list[MetaTag] | str] = {}
+
+    def tags(self, prefix: str) -> list[MetaTag]:
+        """The meta tags served for *prefix*; :raises FetchError: why none could be read."""
+        if prefix not in self._cache:
+            try:
+                self._cache[prefix] = self._fetch(prefix)
+            except FetchError as err:
+                self._cache[prefix] = str(err)
+        cached = self._cache[prefix]
+        if isinstance(cached, str):
+            raise FetchError(cached)
+        return cached
+
+    def _fetch(self, prefix: str) -> list[MetaTag]:
+        schemes = ["https", "http"] if self.options.insecure_http else ["https"]
+        errors = []
+        for scheme in schemes:
+            url = _url(prefix, scheme, self.options.port)
+            try:
+                response = self.transport.send("GET", url, stream=True)
+            except FetchError as err:
+                errors.append(str(err))
+                continue
+            except requests.exceptions.RequestException as err:
+                errors.append(f"{url}: {reason(err)}")
+                continue
+            try:
+                if response.status_code != 200:
+                    errors.append(f"{url}: expected a 200 OK got {response.status_code}")
+                    continue
+                body = response.raw.read(_MAX_PAGE + 1, decode_content=True)
+                if len(body) > _MAX_PAGE:
+                    errors.append(f"{url}: page larger than {_MAX_PAGE} bytes")
+                    continue
+            except requests.exceptions.RequestException as err:
+                errors.append(f"{url}: {reason(err)}")
+                continue
+            except Exception as err:  # noqa: BLE001 - urllib3 read errors vary; report, walk on
+                errors.append(f"{url}: {err}")
+                continue
+            finally:
+                response.close()
+            return parse_meta_tags(body.decode(response.encoding or "utf-8", errors="replace"))
+        raise FetchError("; ".join(errors))
+
+
+def _walk_endpoints(
+    pages: _Pages, request: AppRequest
+) -> tuple[list[ACIEndpoint], list[tuple[str, str]]]:
+    attempts = []
+    for prefix in _prefixes(str(request.name)):
+        try:
+            tags = pages.tags(prefix)
+        except FetchError as err:
+            attempts.append((prefix, str(err)))
+            continue
+        endpoints = []
+        for tag in tags:
+            if tag.kind != "ac-discovery" or not str(request.name).startswith(tag.prefix):
+                continue
+            aci = render_template(tag.content, request, "aci")
+            asc = render_template(tag.content, request, "aci.asc")
+            if aci is not None and asc is not None:
+                endpoints.append(ACIEndpoint(aci, asc))
+        if endpoints:
+            return endpoints, attempts
+        attempts.append((prefix, "no usable ac-discovery template"))
+    return [], attempts
+
+
+def _walk_keys(pages: _Pages, name: str) -> tuple[list[str], list[tuple[str, str]]]:
+    attempts = []
+    for prefix in _prefixes(name):
+        try:
+            tags = pages.tags(prefix)
+        except FetchError as err:
+            attempts.append((prefix, str(err)))
+            continue
+        keys = [
+            t.content
+            for t in tags
+            if t.kind == "ac-discovery-pubkeys" and name.startswith(t.prefix)
+        ]
+        if keys:
+            return keys, attempts
+        attempts.append((prefix, "no ac-discovery-pubkeys tag"))
+    return [], attempts
+
+
+def discover(
+    request: AppRequest,
+    options: DiscoveryOptions | None = None,
+    *,
+    endpoints: bool = True,
+    public_keys: bool = True,
+) -> DiscoveryResult:
+    """Discover where *request* can be fetched, and which keys sign it.
+
+    :param endpoints: walk for image endpoints; :param public_keys: walk for keys.
+    :raises DiscoveryError: ``discovery failed`` when a requested walk finds nothing;
+        the error lists every attempt.
+    """
+    pages = _Pages(options or DiscoveryOptions())
+    try:
+        found, endpoint_attempts = _walk_endpoints(pages, request) if endpoints else ([], [])
+        keys, key_attempts = _walk_keys(pages, str(request.name)) if public_keys else ([], [])
+    finally:
+        pages.transport.close()
+    if (endpoints and not found) or (public_keys and not endpoints and not keys):
+        attempts = endpoint_attempts if endpoints else key_attempts
+        raise DiscoveryError(
+            f"discovery failed for {request}: " + "; ".join(f"{p}: {e}" for p, e in attempts),
+            attempts=attempts,
+        )
+    return DiscoveryResult(tuple(found), tuple(keys), tuple(endpoint_attempts), tuple(key_attempts))
