@@ -89,7 +89,9 @@ def is_terminal(stream: TextIO) -> bool:
 class Command:
     """One sub-command: its name, one-line summary, usage line, flags and action.
 
-    ``run`` returns the exit status.
+    ``run`` returns the exit status.  A command with ``subcommands`` (``rkt image``)
+    dispatches on the next word instead.  ``intermixed`` lets flags follow positional
+    arguments; commands that pass arguments through (``rkt enter UUID CMD -x``) turn it off.
     """
 
     name: str
@@ -98,26 +100,49 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     description: str = ""
+    subcommands: tuple[Command, ...] = ()
+    intermixed: bool = True
+
+
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    """A tool without global options beyond --debug."""
 
 
 @attrs.define
 class Tool:
-    """A command-line tool made of sub-commands, with the reference tools' conventions."""
+    """A command-line tool made of sub-commands, with the reference tools' conventions.
+
+    :param global_options: adds the tool's global flags (``rkt --dir``); they are
+        accepted before the command and after it, like cobra's persistent flags.
+    :param failure_status: the exit status of a failed operation (rkt uses 254).
+    """
 
     name: str
     description: str
     version: str
     commands: list[Command]
+    global_options: Callable[[argparse.ArgumentParser], None] = _no_options
+    failure_status: int = EXIT_FAILURE
     stdout: TextIO = attrs.field(factory=lambda: sys.stdout)
     stderr: TextIO = attrs.field(factory=lambda: sys.stderr)
 
-    def command(self, name: str) -> Command | None:
+    def command(self, name: str, within: Sequence[Command] | None = None) -> Command | None:
         """Return the sub-command called *name*."""
-        return next((c for c in self.commands if c.name == name), None)
+        return next((c for c in (self.commands if within is None else within) if c.name == name), None)
+
+    def _global_parser(self, *, add_help: bool) -> ArgumentParser:
+        parser = ArgumentParser(prog=self.name, add_help=add_help)
+        parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+        self.global_options(parser)
+        return parser
 
     def usage(self) -> str:
         """The global help text: NAME, USAGE, VERSION, COMMANDS, GLOBAL OPTIONS."""
         width = max(len(c.name) for c in self.commands)
+        options = []
+        for action in self._global_parser(add_help=False)._actions:
+            flags = ", ".join(action.option_strings)
+            options.append(f"   {flags:<28} {action.help or ''}")
         lines = [
             "NAME:",
             f"   {self.name} - {self.description}",
@@ -132,39 +157,52 @@ class Tool:
             *(f"   {c.name.ljust(width)}  {c.summary}" for c in self.commands),
             "",
             "GLOBAL OPTIONS:",
-            "   --debug    print debug information (tracebacks) to stderr",
-            "   --help     show help",
+            *options,
+            f"   {'--help':<28} show help",
             "",
             f"Run '{self.name} help COMMAND' for a command's options.",
         ]
         return "\n".join(lines) + "\n"
 
-    def parser_for(self, command: Command) -> ArgumentParser:
+    def parser_for(self, command: Command, prog: str | None = None) -> ArgumentParser:
         """The argument parser of *command* (its help is what ``help COMMAND`` prints)."""
+        prog = prog or f"{self.name} {command.name}"
         parser = ArgumentParser(
-            prog=f"{self.name} {command.name}",
-            usage=f"{self.name} {command.name} {command.usage}",
+            prog=prog,
+            usage=f"{prog} {command.usage}",
             description=command.description or command.summary,
+            parents=[self._global_parser(add_help=False)],
         )
-        parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
         command.configure(parser)
         return parser
+
+    def _command_index(self, args: Sequence[str]) -> int:
+        """Where the command word is: the first argument that is neither a global flag nor its value."""
+        actions = self._global_parser(add_help=True)._option_string_actions
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            if not arg.startswith("-"):
+                return index
+            action = actions.get(arg.split("=", 1)[0])
+            if action is not None and action.nargs != 0 and "=" not in arg:
+                index += 1  # skip the flag's value
+            index += 1
+        return len(args)
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Run the tool on *argv* (default: ``sys.argv[1:]``) and return the exit status."""
         args = go_style(list(sys.argv[1:] if argv is None else argv))
         index = self._command_index(args)
-        debug = os.environ.get("APPC_DEBUG") == "1"
-        for flag in args[:index]:
-            if flag in ("--help", "-h"):
-                self.stdout.write(self.usage())
-                return EXIT_OK
-            if flag != "--debug":
-                self.stderr.write(
-                    f"{self.name}: unknown global flag {flag!r}\nRun '{self.name} help' for usage.\n"
-                )
-                return EXIT_USAGE
-            debug = True
+        if any(flag in ("--help", "-h") for flag in args[:index]):
+            self.stdout.write(self.usage())
+            return EXIT_OK
+        try:
+            global_namespace = self._global_parser(add_help=False).parse_args(args[:index])
+        except UsageError as err:
+            self.stderr.write(f"{err}\nRun '{self.name} help' for usage.\n")
+            return EXIT_USAGE
+        debug = global_namespace.debug or os.environ.get("APPC_DEBUG") == "1"
         if index == len(args):
             self.stderr.write(self.usage())
             return EXIT_USAGE
@@ -177,8 +215,20 @@ class Tool:
                 f'{self.name}: unknown subcommand: "{name}"\nRun \'{self.name} help\' for usage.\n'
             )
             return EXIT_USAGE
+        prog = f"{self.name} {name}"
+        if command.subcommands:
+            sub = self.command(rest[0], command.subcommands) if rest else None
+            if sub is None:
+                names = ", ".join(c.name for c in command.subcommands)
+                self.stderr.write(f"{prog}: give a sub-command: {names}\n")
+                return EXIT_USAGE
+            command, rest, prog = sub, rest[1:], f"{prog} {sub.name}"
         try:
-            namespace = self.parser_for(command).parse_intermixed_args(rest)
+            parser = self.parser_for(command, prog)
+            if command.intermixed:
+                namespace = parser.parse_intermixed_args(rest, namespace=global_namespace)
+            else:
+                namespace = parser.parse_args(rest, namespace=global_namespace)
             debug = debug or namespace.debug
             namespace.debug = debug
             return command.run(namespace)
@@ -188,18 +238,11 @@ class Tool:
         except AppcError as err:
             if debug:
                 traceback.print_exc(file=self.stderr)
-            self.stderr.write(f"{self.name} {name}: {err}\n")
-            return EXIT_FAILURE
+            self.stderr.write(f"{prog}: {err}\n")
+            return self.failure_status
         except KeyboardInterrupt:
-            self.stderr.write(f"{self.name} {name}: interrupted\n")
+            self.stderr.write(f"{prog}: interrupted\n")
             return 130
-
-    @staticmethod
-    def _command_index(args: Sequence[str]) -> int:
-        for index, arg in enumerate(args):
-            if not arg.startswith("-"):
-                return index
-        return len(args)
 
     def _help(self, rest: Sequence[str]) -> int:
         if not rest:
@@ -209,5 +252,15 @@ class Tool:
         if command is None:
             self.stderr.write(f'{self.name}: unknown subcommand: "{rest[0]}"\n')
             return EXIT_USAGE
+        if command.subcommands and len(rest) > 1:
+            sub = self.command(rest[1], command.subcommands)
+            if sub is not None:
+                self.stdout.write(self.parser_for(sub, f"{self.name} {command.name} {sub.name}").format_help())
+                return EXIT_OK
+        if command.subcommands:
+            lines = [f"{self.name} {command.name} <sub-command>", ""]
+            lines += [f"   {c.name:<14} {c.summary}" for c in command.subcommands]
+            self.stdout.write("\n".join(lines) + "\n")
+            return EXIT_OK
         self.stdout.write(self.parser_for(command).format_help())
         return EXIT_OK
