@@ -469,10 +469,8 @@ def make_layout(
 
 
 def read_tar(data: bytes) -> list[tarfile.TarInfo]:
-    """The headers of an (optionally gzip-compressed) tar, read by ``tarfile`` alone."""
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+    """The headers of a plain, gzip, bzip2 or xz tar, read by ``tarfile`` alone."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         return tar.getmembers()
 
 
