@@ -233,7 +233,9 @@ class Tool:
             namespace.debug = debug
             return command.run(namespace)
         except UsageError as err:
-            self.stderr.write(f"{err}\nRun '{self.name} help {name}' for usage.\n")
+            # argparse's messages name the command already; a command's own ones do not.
+            text = str(err) if str(err).startswith(f"{prog}: ") else f"{prog}: {err}"
+            self.stderr.write(f"{text}\nRun '{self.name} help {name}' for usage.\n")
             return EXIT_USAGE
         except AppcError as err:
             if debug:
