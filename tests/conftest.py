@@ -33,3 +33,6 @@ def run_tool(tmp_path: pathlib.Path):
 # the test modules import their generators as `tests.aci_fixtures`.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# Real registries, token server and push helpers for the docker2aci tests.
+pytest_plugins = ["tests.registry_fixtures"]
