@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,12 +25,22 @@ _SPEC = "0.8.11"
 
 
 def _configure_build(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true", help="overwrite the output file if it exists")
-    p.add_argument("--no-compression", action="store_true", help="write a plain tar (default: gzip)")
-    p.add_argument("--compression-level", type=int, default=6, metavar="N", help="gzip level 1-9 (default 6)")
-    p.add_argument("--owner-root", action="store_true", help="record every file as owned by root (0:0)")
     p.add_argument(
-        "--mtime", type=int, metavar="SECONDS",
+        "--overwrite", action="store_true", help="overwrite the output file if it exists"
+    )
+    p.add_argument(
+        "--no-compression", action="store_true", help="write a plain tar (default: gzip)"
+    )
+    p.add_argument(
+        "--compression-level", type=int, default=6, metavar="N", help="gzip level 1-9 (default 6)"
+    )
+    p.add_argument(
+        "--owner-root", action="store_true", help="record every file as owned by root (0:0)"
+    )
+    p.add_argument(
+        "--mtime",
+        type=int,
+        metavar="SECONDS",
         help="set every entry's time to this Unix time (default: SOURCE_DATE_EPOCH if set, "
         "else each file's own); the same tree then always gives the same image ID",
     )
@@ -63,10 +74,13 @@ _VALID = {"appimage": "valid app container image", "layout": "valid image layout
 
 def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--type", choices=("appimage", "layout", "manifest"),
+        "--type",
+        choices=("appimage", "layout", "manifest"),
         help="what the files are (default: detected: directory → layout, archive → appimage, text → manifest)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON report for all files on stdout")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON report for all files on stdout"
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
 
 
@@ -81,7 +95,9 @@ def _validate_one(path: str, kind: str | None) -> dict[str, Any]:
         if kind == "appimage":
             result = validate.validate_archive(path)
             report.update(
-                message=_VALID[kind], name=str(result.manifest.name), imageID=str(result.image_id),
+                message=_VALID[kind],
+                name=str(result.manifest.name),
+                imageID=str(result.image_id),
                 compression=str(result.compression),
             )
         elif kind == "layout":
@@ -92,8 +108,11 @@ def _validate_one(path: str, kind: str | None) -> dict[str, Any]:
             report.update(message=f"valid {manifest.ac_kind}", kind=str(manifest.ac_kind))
         report["valid"] = True
     except ValidationError as err:
-        report.update(valid=False, error=f"{path}: {err}",
-                      errors=[{"field": e.field, "message": e.message} for e in err.errors])
+        report.update(
+            valid=False,
+            error=f"{path}: {err}",
+            errors=[{"field": e.field, "message": e.message} for e in err.errors],
+        )
     except AppcError as err:
         text = str(err)
         report.update(valid=False, error=text if text.startswith(f"{path}:") else f"{path}: {text}")
@@ -158,22 +177,70 @@ def _colon_list(text: str) -> list[str]:
 
 
 def _configure_patch(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", metavar="FILE", help="replace the manifest with this file, unvalidated")
+    p.add_argument(
+        "--manifest", metavar="FILE", help="replace the manifest with this file, unvalidated"
+    )
     p.add_argument("--name", help="set the image name")
     p.add_argument("--exec", help='set the command line, e.g. "/app --debug" (split on spaces)')
     p.add_argument("--user", help="set the user (name, number or path)")
     p.add_argument("--group", help="set the group (name, number or path)")
-    p.add_argument("--supplementary-groups", type=_gids, metavar="GID,...", help="set supplementary group IDs")
-    p.add_argument("--capability", type=_csv, default=[], metavar="CAP,...", help="capabilities to retain (replaces capability isolators)")
-    p.add_argument("--revoke-capability", type=_csv, default=[], metavar="CAP,...", help="capabilities to remove (replaces capability isolators)")
-    p.add_argument("--mounts", type=_colon_list, default=[], metavar="NAME,path=P[,readOnly=B][:...]", help="mount points to add")
-    p.add_argument("--ports", type=_colon_list, default=[], metavar="NAME,protocol=P,port=N[,...][:...]", help="ports to add")
-    p.add_argument("--isolators", type=_colon_list, default=[], metavar="NAME,...[:...]", help="isolators to add (resource/*, no-new-privileges, oom-score-adj)")
-    p.add_argument("--seccomp-mode", metavar="remove|retain[,errno=E]", help="seccomp set kind (with --seccomp-set)")
-    p.add_argument("--seccomp-set", type=_csv, default=[], metavar="SYSCALL,...", help="seccomp syscall set (replaces seccomp isolators)")
+    p.add_argument(
+        "--supplementary-groups", type=_gids, metavar="GID,...", help="set supplementary group IDs"
+    )
+    p.add_argument(
+        "--capability",
+        type=_csv,
+        default=[],
+        metavar="CAP,...",
+        help="capabilities to retain (replaces capability isolators)",
+    )
+    p.add_argument(
+        "--revoke-capability",
+        type=_csv,
+        default=[],
+        metavar="CAP,...",
+        help="capabilities to remove (replaces capability isolators)",
+    )
+    p.add_argument(
+        "--mounts",
+        type=_colon_list,
+        default=[],
+        metavar="NAME,path=P[,readOnly=B][:...]",
+        help="mount points to add",
+    )
+    p.add_argument(
+        "--ports",
+        type=_colon_list,
+        default=[],
+        metavar="NAME,protocol=P,port=N[,...][:...]",
+        help="ports to add",
+    )
+    p.add_argument(
+        "--isolators",
+        type=_colon_list,
+        default=[],
+        metavar="NAME,...[:...]",
+        help="isolators to add (resource/*, no-new-privileges, oom-score-adj)",
+    )
+    p.add_argument(
+        "--seccomp-mode",
+        metavar="remove|retain[,errno=E]",
+        help="seccomp set kind (with --seccomp-set)",
+    )
+    p.add_argument(
+        "--seccomp-set",
+        type=_csv,
+        default=[],
+        metavar="SYSCALL,...",
+        help="seccomp syscall set (replaces seccomp isolators)",
+    )
     p.add_argument("--replace", action="store_true", help="rewrite the input image in place")
-    p.add_argument("--overwrite", action="store_true", help="overwrite the output file if it exists")
-    p.add_argument("--no-compression", action="store_true", help="write a plain tar (default: gzip)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="overwrite the output file if it exists"
+    )
+    p.add_argument(
+        "--no-compression", action="store_true", help="write a plain tar (default: gzip)"
+    )
     p.add_argument("input", metavar="INPUT_ACI")
     p.add_argument("output", metavar="OUTPUT_ACI", nargs="?")
 
@@ -196,17 +263,137 @@ def _run_patch(args: argparse.Namespace) -> int:
         except OSError as err:
             raise ImageError(err.strerror or str(err), source=args.manifest) from None
     patch = ManifestPatch(
-        manifest=manifest, name=args.name, exec=args.exec, user=args.user, group=args.group,
-        supplementary_gids=args.supplementary_groups, capability=args.capability,
-        revoke_capability=args.revoke_capability, mounts=args.mounts, ports=args.ports,
-        isolators=args.isolators, seccomp_mode=args.seccomp_mode, seccomp_set=args.seccomp_set,
+        manifest=manifest,
+        name=args.name,
+        exec=args.exec,
+        user=args.user,
+        group=args.group,
+        supplementary_gids=args.supplementary_groups,
+        capability=args.capability,
+        revoke_capability=args.revoke_capability,
+        mounts=args.mounts,
+        ports=args.ports,
+        isolators=args.isolators,
+        seccomp_mode=args.seccomp_mode,
+        seccomp_set=args.seccomp_set,
     )
     image_id = patch_image(
-        args.input, None if args.replace else args.output, patch,
-        overwrite=args.overwrite, compression="none" if args.no_compression else "gzip",
+        args.input,
+        None if args.replace else args.output,
+        patch,
+        overwrite=args.overwrite,
+        compression="none" if args.no_compression else "gzip",
     )
     if args.debug:
         sys.stderr.write(f"{args.output or args.input}: {image_id}\n")
+    return EXIT_OK
+
+
+# --- discover -------------------------------------------------------------------------
+
+
+def _configure_discover(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--port", type=int, metavar="N", help="connect to this port instead of 443 (80 for HTTP)"
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="allow plain HTTP and skip TLS verification"
+    )
+    p.add_argument("--ca-file", metavar="PEM", help="extra trusted CA certificates")
+    p.add_argument("apps", nargs="+", metavar="APP", help="name[:version][,label=value...]")
+
+
+def _run_discover(args: argparse.Namespace) -> int:
+    from appc.discovery import AppRequest, DiscoveryOptions, discover, parse_app_string  # noqa: PLC0415
+    from appc.errors import DiscoveryError  # noqa: PLC0415
+    from appc.fetch import host_os_arch  # noqa: PLC0415
+
+    options = DiscoveryOptions(
+        insecure_http=args.insecure,
+        insecure_tls=args.insecure,
+        port=args.port,
+        ca_file=args.ca_file,
+    )
+    status = EXIT_OK
+    for text in args.apps:
+        request = parse_app_string(text)
+        labels = dict(request.labels)
+        os_, arch = host_os_arch()
+        labels.setdefault("os", os_)
+        labels.setdefault("arch", arch)
+        request = AppRequest(request.name, labels)
+        try:
+            result = discover(request, options)
+        except DiscoveryError as err:
+            for prefix, error in err.attempts:
+                sys.stdout.write(f"discover endpoints walk: prefix: {prefix} error: {error}\n")
+            sys.stderr.write(f"error fetching endpoints for {text}: discovery failed\n")
+            status = EXIT_FAILURE
+            continue
+        for kind, attempts in (
+            ("endpoints", result.endpoint_attempts),
+            ("public keys", result.key_attempts),
+        ):
+            for prefix, error in attempts:
+                sys.stdout.write(f"discover {kind} walk: prefix: {prefix} error: {error}\n")
+        if args.json:
+            document = {
+                "ACIEndpoints": [{"ACI": e.aci, "ASC": e.asc} for e in result.endpoints],
+                "PublicKeys": list(result.public_keys),
+            }
+            sys.stdout.write(json.dumps(document) + "\n")
+            continue
+        for endpoint in result.endpoints:
+            sys.stdout.write(f"ACI: {endpoint.aci}, ASC: {endpoint.asc}\n")
+        if result.public_keys:
+            sys.stdout.write(f"PublicKeys: {','.join(result.public_keys)}\n")
+    return status
+
+
+# --- sign -----------------------------------------------------------------------------
+
+
+def _configure_sign(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--key",
+        required=True,
+        metavar="FILE",
+        help="the secret key to sign with (armored or binary export)",
+    )
+    p.add_argument("--key-id", metavar="ID", help="which key of FILE to use, if it holds several")
+    p.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the key's passphrase from this file"
+    )
+    p.add_argument(
+        "--output", metavar="FILE", help="where to write the signature (default: IMAGE.asc)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing signature file")
+    p.add_argument("image", metavar="ACI_FILE")
+
+
+def _run_sign(args: argparse.Namespace) -> int:
+    from appc.aci.write import atomic_output  # noqa: PLC0415
+    from appc.errors import SignatureError  # noqa: PLC0415
+    from appc.signing import sign_file  # noqa: PLC0415
+
+    try:
+        with open(args.key, "rb") as f:
+            secret = f.read()
+        passphrase = None
+        if args.passphrase_file:
+            with open(args.passphrase_file, encoding="utf-8") as f:
+                passphrase = f.readline().rstrip("\n")
+    except OSError as err:
+        raise SignatureError(f"{err.filename}: {err.strerror or err}") from None
+    if not os.path.isfile(args.image):
+        raise SignatureError(f"{args.image}: no such file")
+    signature = sign_file(args.image, secret, passphrase=passphrase, key_id=args.key_id)
+    output = args.output or f"{args.image}.asc"
+    with atomic_output(output, overwrite=args.overwrite) as out:
+        out.write(signature)
+    if args.debug:
+        sys.stderr.write(f"wrote {output}\n")
     return EXIT_OK
 
 
@@ -223,17 +410,60 @@ def _no_flags(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = [
-    Command("build", "Build an ACI from a given directory", "[--overwrite] [--no-compression] [--owner-root] [--mtime=SECONDS] DIRECTORY OUTPUT_FILE", _configure_build, _run_build),
-    Command("cat-manifest", "Print the manifest from an ACI", "[--pretty-print] ACI_FILE", _configure_cat, _run_cat),
-    Command("patch-manifest", "Copy an ACI and patch its manifest", "[flags] INPUT_ACI [OUTPUT_ACI]", _configure_patch, _run_patch),
-    Command("validate", "Validate one or more App Container files", "[--type=appimage|layout|manifest] [--json] FILE...", _configure_validate, _run_validate),
+    Command(
+        "build",
+        "Build an ACI from a given directory",
+        "[--overwrite] [--no-compression] [--owner-root] [--mtime=SECONDS] DIRECTORY OUTPUT_FILE",
+        _configure_build,
+        _run_build,
+    ),
+    Command(
+        "cat-manifest",
+        "Print the manifest from an ACI",
+        "[--pretty-print] ACI_FILE",
+        _configure_cat,
+        _run_cat,
+    ),
+    Command(
+        "discover",
+        "Discover the download URLs for an app",
+        "[--json] [--port=N] [--insecure] APP...",
+        _configure_discover,
+        _run_discover,
+    ),
+    Command(
+        "patch-manifest",
+        "Copy an ACI and patch its manifest",
+        "[flags] INPUT_ACI [OUTPUT_ACI]",
+        _configure_patch,
+        _run_patch,
+    ),
+    Command(
+        "sign",
+        "Sign an ACI with a detached signature",
+        "--key=FILE [--output=FILE] ACI_FILE",
+        _configure_sign,
+        _run_sign,
+    ),
+    Command(
+        "validate",
+        "Validate one or more App Container files",
+        "[--type=appimage|layout|manifest] [--json] FILE...",
+        _configure_validate,
+        _run_validate,
+    ),
     Command("version", "Print the version and exit", "", _no_flags, _run_version),
 ]
 
 
 def tool() -> Tool:
     """The ``actool`` command table."""
-    return Tool("actool", "tool for building and validating App Container Images", f"{_VERSION} (appc spec {_SPEC})", COMMANDS)
+    return Tool(
+        "actool",
+        "tool for building and validating App Container Images",
+        f"{_VERSION} (appc spec {_SPEC})",
+        COMMANDS,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
