@@ -62,8 +62,8 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
 
 def insecure_options(args: argparse.Namespace) -> Any:
     """The parsed ``--insecure-options``."""
-    from appc.fetch import InsecureOptions  # noqa: PLC0415
     from appc.errors import ValidationError  # noqa: PLC0415
+    from appc.fetch import InsecureOptions  # noqa: PLC0415
 
     try:
         return InsecureOptions.parse(args.insecure_options)
@@ -111,7 +111,7 @@ def format_time(moment: datetime.datetime) -> str:
 
 def human_duration(moment: datetime.datetime, now: datetime.datetime | None = None) -> str:
     """A relative time like rkt's list output: ``2 minutes ago``."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     seconds = max(0, int((now - moment).total_seconds()))
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         if seconds >= size:

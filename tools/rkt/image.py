@@ -157,8 +157,9 @@ def _configure_gc(p: argparse.ArgumentParser) -> None:
 
 
 def _run_gc(args: argparse.Namespace) -> int:
-    from appc.store import TreeStore  # noqa: PLC0415
     from appc_tools.rkt._duration import parse_duration  # noqa: PLC0415
+
+    from appc.store import TreeStore  # noqa: PLC0415
 
     grace = parse_duration(args.grace_period)
     images_store = store(args)
@@ -166,7 +167,7 @@ def _run_gc(args: argparse.Namespace) -> int:
     in_use = _trees_in_use(args.dir)
     for tree_id in trees.gc(in_use):
         sys.stdout.write(f"removed treestore {tree_id!r}\n")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     used_keys = _images_in_use(args.dir)
     for image in images_store.list():
         if image.key in used_keys or (now - image.last_used).total_seconds() < grace:
