@@ -818,7 +818,11 @@ def whiteout_image(compression: Compression | Sequence[Compression] = "gzip") ->
     * layer 3: a whiteout of a symlink (``bin/.wh.tool-link``), a file that was whited out
       re-added (``app/remove-me.txt``), a new relative symlink.
 
-    ``compression`` is one value for all layers or one per layer.
+    ``compression`` is one value for all layers or one per layer.  ``files`` is the image's own
+    tree (a converter adds its own entries, e.g. docker2aci's ``/dev`` stdio links).  Upstream
+    docker2aci gets three cases wrong (reference notes §5): the opaque directory (``keep1``,
+    ``keep2`` and ``sub/`` come back), the ``.`` entry (it loops forever) and the cross-layer
+    hard link ``app/xlink`` (dropped by the squash).
     """
     comps = [compression] * 4 if isinstance(compression, str) else list(compression)
     if len(comps) != 4:

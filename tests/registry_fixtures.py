@@ -467,6 +467,14 @@ DOCKER2ACI_ACCEPT = (
 """The manifest types docker2aci accepts (never a list or an index)."""
 
 
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """Prefix ``argv`` with ``setpriv --pdeathsig TERM`` (util-linux) so that the server gets
+    SIGTERM when the test process dies, even by SIGKILL: a killed test run leaves no registry
+    behind.  (No ``preexec_fn``: it is unsafe with the token server's threads.)"""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -568,7 +576,7 @@ def running_registry(workdir: os.PathLike[str] | str, *, tls: bool = False,
             schema1=schema1), indent=2))
         log_path = workdir / f"registry-{attempt}.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen([REGISTRY_BIN, "serve", str(config_path)],
+            process = subprocess.Popen(_die_with_parent([REGISTRY_BIN, "serve", str(config_path)]),
                                        stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         scheme: Literal["http", "https"] = "https" if tls else "http"

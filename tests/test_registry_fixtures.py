@@ -227,6 +227,22 @@ def test_big_image_is_streamed_to_files(tmp_path: pathlib.Path) -> None:
     assert [la.digest for la in again.layers] == [la.digest for la in image.layers]
 
 
+def test_layer_from_tar_file_and_recompression(tmp_path: pathlib.Path) -> None:
+    image = build("whiteout")
+    tar_path = tmp_path / "layer.tar"
+    tar_path.write_bytes(image.layers[0].tar_bytes())
+    for compression in ("gzip", "zstd", "none"):
+        layer = di.Layer.from_tar_file(tar_path, tmp_path / "blobs", compression)
+        assert layer.blob_path is not None and layer.blob_path.exists()
+        assert layer.diff_id == image.layers[0].diff_id
+        assert layer.tar_bytes() == image.layers[0].tar_bytes()
+        assert layer.digest == di.sha256_digest(layer.blob_path.read_bytes())
+    zstd = image.with_compression("zstd")
+    assert zstd.config == image.config
+    assert [la.media_type("schema2") for la in zstd.layers] == [di.OCI_LAYER_ZSTD] * 4
+    assert {la.digest for la in zstd.layers}.isdisjoint(la.digest for la in image.layers)
+
+
 # --------------------------------------------------------------------------- writers
 
 
