@@ -459,6 +459,7 @@ def test_token_fields(token_registry: Registry, token_server: TokenServer,
 def test_token_server_requires_credentials(token_registry: Registry,
                                            token_server: TokenServer) -> None:
     params = {"service": token_server.service, "scope": "repository:smoke/auth:pull"}
+    first = len(token_server.requests)
     with token_server.settings(require_basic=True):
         anonymous = requests.get(token_server.url, params=params, timeout=10)
         assert anonymous.status_code == 401
@@ -473,7 +474,9 @@ def test_token_server_requires_credentials(token_registry: Registry,
         with pytest.raises(RegistryError, match="401"):
             token_registry.token("repository:smoke/auth:pull", credentials=False)
         push(token_registry, "smoke/auth", "v1", build("empty-config"))
-    assert [r.status for r in token_server.requests[-5:]][:3] == [401, 401, 200]
+    seen = token_server.requests[first:]
+    assert [(r.user, r.status) for r in seen[:3]] == [
+        (None, 401), (None, 401), (token_server.username, 200)]
     assert not token_server.config.require_basic  # restored
 
 
