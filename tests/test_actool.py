@@ -287,8 +287,12 @@ def test_cat_manifest_invalid(capsys: pytest.CaptureFixture[str], tmp_path: path
     # Printed first, then checked, like the reference.
     assert code == 1
     assert out == raw.decode() + "\n"
-    assert err.startswith("actool cat-manifest: ") and "acKind" in err
+    assert err.startswith(f"actool cat-manifest: {path}: image manifest validation failed: ")
+    assert "acKind" in err
     assert err.count("\n") == 1
+    code, out, err = run(capsys, "cat-manifest", "--pretty-print", path)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"actool cat-manifest: {path}: image manifest validation failed: ")
 
 
 @pytest.mark.parametrize(

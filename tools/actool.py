@@ -143,18 +143,18 @@ def _configure_cat(p: argparse.ArgumentParser) -> None:
 
 def _run_cat(args: argparse.Namespace) -> int:
     from appc.aci.read import read_manifest_bytes  # noqa: PLC0415
-    from appc.schema.image import ImageManifest  # noqa: PLC0415
+    from appc.aci.validate import image_manifest  # noqa: PLC0415
 
     raw = read_manifest_bytes(args.image)
     if args.pretty_print:
-        sys.stdout.write(ImageManifest.from_json(raw).to_json(indent=4) + "\n")
+        sys.stdout.write(image_manifest(raw, args.image).to_json(indent=4) + "\n")
         return EXIT_OK
     # Like the reference: the bytes as stored first, then the check (exit 1 if invalid).
     sys.stdout.buffer.write(raw)
     if not raw.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
-    ImageManifest.from_json(raw)
+    image_manifest(raw, args.image)  # an invalid one is an error naming the image
     return EXIT_OK
 
 
