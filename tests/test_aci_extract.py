@@ -328,3 +328,21 @@ def test_manifest_is_checked_even_for_rootfs_only(tmp_path: pathlib.Path) -> Non
     with pytest.raises(ImageError, match="image manifest validation failed: acKind"):
         extract_image(image, tmp_path / "target", rootfs_only=True)
     no_leftovers(tmp_path, "image.aci")
+
+
+@pytest.mark.parametrize("what", ["file", "dangling-symlink", "symlink-to-file"])
+def test_target_that_is_not_a_directory(tmp_path: pathlib.Path, what: str) -> None:
+    image = write(tmp_path, TAR)
+    target = tmp_path / "target"
+    if what == "file":
+        target.write_text("mine")
+    elif what == "dangling-symlink":
+        target.symlink_to(tmp_path / "nowhere")
+    else:
+        (tmp_path / "file").write_text("mine")
+        target.symlink_to(tmp_path / "file")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(ImageError) as info:
+        extract_image(image, target)
+    assert str(info.value) == f"{target}: exists and is not a directory"
+    assert sorted(os.listdir(tmp_path)) == before

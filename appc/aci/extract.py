@@ -220,11 +220,14 @@ def extract_image(
     :param keep: called with each path relative to the rootfs; entries it rejects are
         skipped (directories are always kept: that is how a ``pathWhitelist`` applies).
     :returns: the image ID.
-    :raises ImageError: for an invalid or unsafe archive, or a write error.
+    :raises ImageError: for an invalid or unsafe archive, a write error, or a *target*
+        that exists and is not a directory.
     """
     final = os.fspath(target)
     if os.path.isdir(final):
         return _extract_into(source, final, rootfs_only, options, keep, max_size)
+    if os.path.lexists(final):
+        raise ImageError("exists and is not a directory", source=final)
     parent = os.path.dirname(os.path.abspath(final))
     try:
         os.makedirs(parent, exist_ok=True)
@@ -235,6 +238,9 @@ def extract_image(
         image_id = _extract_into(source, work, rootfs_only, options, keep, max_size)
         os.chmod(work, 0o755)
         os.rename(work, final)
+    except OSError as err:  # the rename: *final* appeared meanwhile
+        shutil.rmtree(work, ignore_errors=True)
+        raise ImageError(f"cannot create directory: {err.strerror or err}", source=final) from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
