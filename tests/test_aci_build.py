@@ -457,3 +457,13 @@ def test_unreadable_path(shared_tmp: pathlib.Path, what: str) -> None:
     done = _as_nobody("build", str(layout), str(output))
     assert done.returncode == 0, done.stderr
     assert os.listdir(out_dir) == ["out.aci"]
+
+
+def test_output_inside_rootfs_is_not_part_of_itself(layout: pathlib.Path) -> None:
+    output = layout / "rootfs/out.aci"
+    build(layout, output)
+    names = [m.name for m in members(output)]
+    assert not any(".tmp" in name or "out.aci" in name for name in names), names
+    # Built again, the first output is now part of the tree, like any other file.
+    build(layout, output.with_name("again.aci"))
+    assert "rootfs/out.aci" in [m.name for m in members(output.with_name("again.aci"))]

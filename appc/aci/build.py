@@ -158,9 +158,12 @@ def build_image(
         mtime = source_date_epoch()
     with atomic_output(target, overwrite=overwrite) as out:
         writer = ImageWriter(out, compression=compression, level=level, threads=threads)
+        own = os.fstat(out.fileno())
         try:
             first_path: dict[tuple[int, int], str] = {}
             for name, path, st in walk_tree(os.path.join(layout_dir, "rootfs"), "rootfs"):
+                if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+                    continue  # the archive being written, when the output is inside rootfs/
                 info = _tar_info(name, path, st, owner_root=owner_root, mtime=mtime)
                 if info is None:
                     continue
