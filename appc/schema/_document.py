@@ -22,13 +22,14 @@ import importlib.resources
 import json
 import pathlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 from appc.errors import InvalidManifest, Path, ValidationError
 from appc.types._struct import Struct
 
 __all__ = [
+    "MAX_DEPTH",
     "SCHEMA_IDS",
     "canonicalize",
     "dumps",
@@ -69,9 +70,55 @@ def load_schema(filename: str) -> dict[str, Any]:
 
 # --- 1. JSON text ---------------------------------------------------------------------
 
+#: The deepest nesting of arrays and objects a document may have.  Real manifests nest
+#: about ten levels; the limit keeps every recursive step of reading (and writing)
+#: well inside Python's recursion limit.  Go's decoder allows 10000 levels.
+MAX_DEPTH = 128
+
 
 class _Pairs(list[tuple[str, Any]]):
     """A JSON object as written: its members in order, duplicates kept."""
+
+
+def _children(value: Any) -> list[Any] | None:
+    if isinstance(value, _Pairs):
+        return [member for _, member in value]
+    if isinstance(value, Mapping):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
+def _too_deep(value: Any) -> bool:
+    """True when *value* nests arrays and objects more than :data:`MAX_DEPTH` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = _children(node)
+        if children is None:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_surrogates(value: Any) -> Any:
+    """Replace lone UTF-16 surrogates (from escapes such as ``\\ud800``) with U+FFFD, as Go does.
+
+    Python's decoder keeps them, and a string holding one cannot be written as UTF-8.
+    """
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, _Pairs):
+        return _Pairs((_replace_surrogates(k), _replace_surrogates(v)) for k, v in value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -82,19 +129,24 @@ def loads(data: bytes | str, *, what: str = "manifest") -> Any:
     """Parse JSON text as Go does: invalid UTF-8 becomes U+FFFD, ``NaN``/``Infinity`` are refused.
 
     Objects come back as ordered member lists so that the canonical-key step can apply
-    the last-one-wins rule to duplicate and differently-cased keys.
+    the last-one-wins rule to duplicate and differently-cased keys.  Lone surrogates
+    (``"\\ud800"``) become U+FFFD, as in Go.
 
-    :raises ValidationError: ``invalid JSON at line L, column C: ...``.
+    :raises ValidationError: ``invalid JSON at line L, column C: ...``, or a document
+        nested more than :data:`MAX_DEPTH` levels.
     """
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     try:
-        return json.loads(text, object_pairs_hook=_Pairs, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=_Pairs, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
         raise ValidationError(
             f"invalid JSON in {what} at line {err.lineno}, column {err.colno}: {err.msg}"
         ) from None
     except (ValueError, RecursionError) as err:
         raise ValidationError(f"invalid JSON in {what}: {err}") from None
+    if _too_deep(value):
+        raise ValidationError(f"invalid JSON in {what}: nested more than {MAX_DEPTH} levels deep")
+    return _replace_surrogates(value)
 
 
 _GO_ESCAPES = str.maketrans(
@@ -233,18 +285,46 @@ def _validator(filename: str) -> Any:
     return cls(load_schema(filename), registry=registry)
 
 
+def _branch_errors(error: Any) -> Iterator[Any]:
+    """*error* itself or, for an ``anyOf`` that failed, the errors of the branch meant.
+
+    ``app: {anyOf: [null, App]}`` would otherwise give one vague error at ``app`` for
+    any fault inside the app.  The branch meant is the one whose errors lie deepest in
+    the document; on a tie, the later branch (the object, after the null).
+    """
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        yield error
+        return
+    branches: dict[int, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    _, meant = max(
+        branches.items(), key=lambda item: (max(len(e.absolute_path) for e in item[1]), item[0])
+    )
+    for sub in meant:
+        yield from _branch_errors(sub)
+
+
+def _converted(error: Any) -> ValidationError:
+    path: Path = tuple(error.absolute_path)
+    if error.validator == "required":
+        # One error per missing member; place it at the member, like the semantic pass.
+        name = next(n for n in error.validator_value if error.message == f"{n!r} is a required property")
+        return ValidationError(f"{name} is required", path=path + (name,))
+    return ValidationError(error.message, path=path, value=error.instance)
+
+
 def structural_errors(document: Any, filename: str) -> list[ValidationError]:
-    """Validate a canonical *document* against the schema *filename*; every error, with its path."""
-    errors = []
-    for error in _validator(filename).iter_errors(document):
-        path: Path = tuple(error.absolute_path)
-        if error.validator == "required":
-            # One error per missing member; place it at the member, like the semantic pass.
-            name = next(n for n in error.validator_value if error.message == f"{n!r} is a required property")
-            errors.append(ValidationError(f"{name} is required", path=path + (name,)))
-            continue
-        errors.append(ValidationError(error.message, path=path, value=error.instance))
-    return errors
+    """Validate a canonical *document* against the schema *filename*; every error, with its path.
+
+    A failed ``anyOf`` is reported by the errors of the branch the document meant (see
+    :func:`_branch_errors`), so each error names the innermost bad field.
+    """
+    return [
+        _converted(error)
+        for top in _validator(filename).iter_errors(document)
+        for error in _branch_errors(top)
+    ]
 
 
 def _related(a: Path, b: Path) -> bool:
@@ -279,6 +359,10 @@ def read_document(cls: type[_D], data: object, schema: str, *, structural: bool 
     if not isinstance(data, (_Pairs, Mapping)):
         what = "array" if isinstance(data, list) else type(data).__name__
         raise InvalidManifest([ValidationError(f"{kind} must be a JSON object, not {what}")], kind=kind)
+    if _too_deep(data):
+        raise InvalidManifest(
+            [ValidationError(f"{kind} is nested more than {MAX_DEPTH} levels deep")], kind=kind
+        )
     document = canonicalize(data, schema)
     semantic: list[ValidationError] = []
     result: _D | None = None

@@ -79,7 +79,8 @@ class App(Struct):
     ``user`` and ``group`` are required whenever an app is given; each may be a name,
     a number or an absolute path inside the image (that file's owner is used).
     ``exec`` need not be absolute (it is looked up on ``PATH``); an empty ``exec`` is
-    left out of the JSON.
+    left out of the JSON.  Fields are written in the reference's (Go struct) order:
+    ``mountPoints`` and ``ports`` come before ``isolators``.
 
     >>> App(exec=["/bin/hello"], user="0", group="0").to_dict()
     {'exec': ['/bin/hello'], 'user': '0', 'group': '0'}
@@ -100,13 +101,13 @@ class App(Struct):
     environment: Environment = attrs.field(
         factory=Environment, converter=Environment, metadata=json_field("environment")
     )
-    isolators: Isolators = attrs.field(
-        factory=Isolators, converter=app_isolators, metadata=json_field("isolators")
-    )
     mount_points: tuple[MountPoint, ...] = attrs.field(
         default=(), converter=mount_points, metadata=json_field("mountPoints")
     )
     ports: tuple[Port, ...] = attrs.field(default=(), converter=ports, metadata=json_field("ports"))
+    isolators: Isolators = attrs.field(
+        factory=Isolators, converter=app_isolators, metadata=json_field("isolators")
+    )
     user_annotations: dict[str, str] = attrs.field(
         factory=dict, converter=_string_map, metadata=json_field("userAnnotations")
     )

@@ -107,13 +107,14 @@ def _runtime_app(item: object) -> RuntimeApp:
 
 
 def _apps(value: Iterable[Any] | None) -> tuple[RuntimeApp, ...]:
+    # Apps without a name count as named "", as in the reference: two of them clash.
     apps = list_of(value, _runtime_app)
     seen: set[str | None] = set()
     errors = []
     for index, app in enumerate(apps):
         if app.name in seen:
             errors.append(
-                ValidationError(f"duplicate apps of name {str(app.name)!r}", path=(index, "name"))
+                ValidationError(f"duplicate apps of name {str(app.name or '')!r}", path=(index, "name"))
             )
         seen.add(app.name)
     if errors:

@@ -185,6 +185,18 @@ def _is_empty(value: object) -> bool:
     return False
 
 
+def _holds_array(field: attrs.Attribute[Any]) -> bool:
+    """Whether *field* holds a JSON array: its empty (default) value is a tuple.
+
+    Read from JSON, such a field takes only an array, even where the Python builder
+    also takes a mapping for convenience (``Labels({"os": "linux"})``): the reference
+    decodes labels, annotations and environment from arrays alone.
+    """
+    default = field.default
+    factory = getattr(default, "factory", None)
+    return isinstance(factory() if callable(factory) else default, tuple)
+
+
 class Struct:
     """Mixin giving an attrs class JSON reading and writing by its fields' metadata."""
 
@@ -215,6 +227,8 @@ class Struct:
             raw = obj.get(meta.name)
             try:
                 if raw is not None:
+                    if _holds_array(field) and not isinstance(raw, (list, tuple)):
+                        raise _type_error("an array", raw)
                     converter = field.converter
                     value = converter(raw) if callable(converter) else raw
                     kwargs[field.name] = value
