@@ -108,13 +108,22 @@ class _ZstdFrame:
         :raises ImageError: corrupt data.
         """
         if self.needs_input and not self._obj.eof:
+            # Slice after slice until max_length is reached: at most one slice's worth more.
             view = memoryview(data)
+            goal = max_length if max_length > 0 else _READ_SIZE
+            chunks: list[bytes] = []
+            produced = used = 0
             try:
-                self._out = self._obj.decompress(view[:_ZSTD_SLICE])
+                while used < len(view) and produced < goal and not self._obj.eof:
+                    chunk = self._obj.decompress(view[used : used + _ZSTD_SLICE])
+                    used += _ZSTD_SLICE
+                    chunks.append(chunk)
+                    produced += len(chunk)
             except self._error as err:
                 raise ImageError(f"corrupt zstd stream: {err}") from None
+            self._out = b"".join(chunks)
             self._pos = 0
-            self.unconsumed_tail = view[_ZSTD_SLICE:]
+            self.unconsumed_tail = view[used:]
         else:
             self.unconsumed_tail = data
         end = len(self._out) if max_length < 0 else min(len(self._out), self._pos + max_length)
