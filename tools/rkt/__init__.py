@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from appc_tools._cli import EXIT_OK, Command, Tool
-from appc_tools.rkt import fetch, image, trust
+from appc_tools.rkt import fetch, image, pods, trust
 from appc_tools.rkt._common import EXIT_RKT_FAILURE, add_global_options
 
 __all__ = ["main", "tool"]
@@ -40,6 +40,7 @@ def _no_flags(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = [
+    *pods.COMMANDS,
     Command(
         "fetch",
         "Fetch image(s) and store them in the local store",

@@ -1,0 +1,270 @@
+"""The Linux system calls the runtime needs that Python 3.11's ``os`` lacks (through ctypes).
+
+unshare, setns, mount, umount2, pivot_root, sethostname, prctl (no_new_privs, bounding
+set, keep caps), capget/capset.  Each raises :class:`OSError` with the C errno, like
+``os`` functions do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+__all__ = [
+    "CAPABILITIES",
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWUTS",
+    "MNT_DETACH",
+    "MS_BIND",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_REMOUNT",
+    "MS_SLAVE",
+    "capability_number",
+    "drop_bounding_set",
+    "mount",
+    "pivot_root",
+    "set_capabilities",
+    "set_no_new_privs",
+    "sethostname",
+    "setns",
+    "umount",
+    "unshare",
+]
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+_PR_SET_KEEPCAPS = 8
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_SYS_PIVOT_ROOT = {
+    "x86_64": 155,
+    "aarch64": 41,
+    "armv7l": 218,
+    "i686": 217,
+    "ppc64le": 203,
+    "s390x": 217,
+}
+_SYS_CAPSET = {
+    "x86_64": 126,
+    "aarch64": 91,
+    "armv7l": 185,
+    "i686": 185,
+    "ppc64le": 184,
+    "s390x": 185,
+}
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+#: Capability names and numbers (linux/capability.h).
+CAPABILITIES = {
+    name: number
+    for number, name in enumerate(
+        (
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_DAC_READ_SEARCH",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETPCAP",
+            "CAP_LINUX_IMMUTABLE",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_NET_BROADCAST",
+            "CAP_NET_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_IPC_LOCK",
+            "CAP_IPC_OWNER",
+            "CAP_SYS_MODULE",
+            "CAP_SYS_RAWIO",
+            "CAP_SYS_CHROOT",
+            "CAP_SYS_PTRACE",
+            "CAP_SYS_PACCT",
+            "CAP_SYS_ADMIN",
+            "CAP_SYS_BOOT",
+            "CAP_SYS_NICE",
+            "CAP_SYS_RESOURCE",
+            "CAP_SYS_TIME",
+            "CAP_SYS_TTY_CONFIG",
+            "CAP_MKNOD",
+            "CAP_LEASE",
+            "CAP_AUDIT_WRITE",
+            "CAP_AUDIT_CONTROL",
+            "CAP_SETFCAP",
+            "CAP_MAC_OVERRIDE",
+            "CAP_MAC_ADMIN",
+            "CAP_SYSLOG",
+            "CAP_WAKE_ALARM",
+            "CAP_BLOCK_SUSPEND",
+            "CAP_AUDIT_READ",
+            "CAP_PERFMON",
+            "CAP_BPF",
+            "CAP_CHECKPOINT_RESTORE",
+        )
+    )
+}
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _check(result: int, what: str, path: str | None = None) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return result
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces (``CLONE_NEW*`` flags)."""
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Join the namespace open at *fd* (a ``/proc/PID/ns/*`` file)."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(
+    source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    """mount(2)."""
+    result = _libc.mount(
+        os.fsencode(source),
+        os.fsencode(target),
+        os.fsencode(fstype) if fstype else None,
+        ctypes.c_ulong(flags),
+        os.fsencode(data) if data else None,
+    )
+    _check(result, f"mount {fstype or 'bind'} {source} on {target}", target)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2)."""
+    _check(_libc.umount2(os.fsencode(target), ctypes.c_int(flags)), f"umount {target}", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2) (a raw system call: glibc has no wrapper)."""
+    number = _SYS_PIVOT_ROOT[platform.machine()]
+    _check(
+        _libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old)),
+        "pivot_root",
+        new_root,
+    )
+
+
+def sethostname(name: str) -> None:
+    """Set the host name of the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+def set_no_new_privs() -> None:
+    """prctl(PR_SET_NO_NEW_PRIVS): exec can never grant privileges again."""
+    _check(
+        _libc.prctl(
+            _PR_SET_NO_NEW_PRIVS,
+            ctypes.c_ulong(1),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "prctl(NO_NEW_PRIVS)",
+    )
+
+
+def set_keep_caps(keep: bool) -> None:
+    """prctl(PR_SET_KEEPCAPS): keep permitted capabilities across setuid."""
+    _check(
+        _libc.prctl(
+            _PR_SET_KEEPCAPS,
+            ctypes.c_ulong(int(keep)),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "prctl(KEEPCAPS)",
+    )
+
+
+def capability_number(name: str) -> int:
+    """The number of capability *name* (``CAP_NET_ADMIN`` or ``net_admin``)."""
+    key = name.upper()
+    if not key.startswith("CAP_"):
+        key = "CAP_" + key
+    if key not in CAPABILITIES:
+        raise ValueError(f"unknown capability {name!r}")
+    return CAPABILITIES[key]
+
+
+def _last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return max(CAPABILITIES.values())
+
+
+def drop_bounding_set(keep: set[int]) -> None:
+    """Remove every capability not in *keep* from the bounding set (needs CAP_SETPCAP)."""
+    for number in range(_last_cap() + 1):
+        if number in keep:
+            continue
+        result = _libc.prctl(
+            _PR_CAPBSET_DROP,
+            ctypes.c_ulong(number),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+        if result < 0 and ctypes.get_errno() != 22:  # EINVAL: the kernel does not know it
+            _check(result, f"prctl(CAPBSET_DROP {number})")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def set_capabilities(caps: set[int]) -> None:
+    """Make *caps* the effective, permitted and inheritable sets of this process."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for number in caps:
+        index, bit = divmod(number, 32)
+        for field in ("effective", "permitted", "inheritable"):
+            setattr(data[index], field, getattr(data[index], field) | (1 << bit))
+    number = _SYS_CAPSET[platform.machine()]
+    _check(_libc.syscall(ctypes.c_long(number), ctypes.byref(header), data), "capset")
