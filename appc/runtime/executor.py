@@ -408,16 +408,21 @@ def _mount_overlay(pod: Pod, plan: AppPlan) -> None:  # pragma: no cover
 
 
 def _start_metadata(state: _Supervisor) -> None:  # pragma: no cover
-    from appc.runtime.metadata import MetadataService, start_in_child  # noqa: PLC0415
+    """Start the pod's metadata service; without it the apps simply get no AC_METADATA_URL."""
+    try:
+        from appc.runtime.metadata import MetadataService, start_in_child  # noqa: PLC0415
 
-    manifest = state.pod.manifest_bytes() or b"{}"
-    service = MetadataService(
-        manifest,
-        str(state.pod.uuid),
-        {p.name: p.image_manifest for p in state.plans},
-        {p.name: p.image_id for p in state.plans},
-    )
-    pid, port = start_in_child(service)
+        manifest = state.pod.manifest_bytes() or b"{}"
+        service = MetadataService(
+            manifest,
+            str(state.pod.uuid),
+            {p.name: p.image_manifest for p in state.plans},
+            {p.name: p.image_id for p in state.plans},
+        )
+        pid, port = start_in_child(service)
+    except Exception as err:  # noqa: BLE001 - the pod runs without the service, and says so
+        _say(f"rkt: metadata service unavailable: {err}")
+        return
     state.metadata_pid = pid
     state.metadata_url = f"http://127.0.0.1:{port}/{service.token}"
 

@@ -25,7 +25,8 @@ tar tzf hello.aci
 
 echo "== running hello.aci"
 if command -v rkt >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    rkt --insecure-options=image run hello.aci >run.log 2>&1 &
+    echo "rkt --dir=rkt-data --insecure-options=image run hello.aci &"
+    rkt --dir=rkt-data --insecure-options=image run hello.aci >run.log 2>&1 &
 else
     # Until a runtime is installed: unpack the image and run its app in new namespaces.
     rm -rf run && mkdir run
@@ -38,8 +39,14 @@ for _ in $(seq 50); do
     answer=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:5000/', timeout=1).read().decode().strip())" 2>/dev/null) && break
     sleep 0.1
 done
+if command -v rkt >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    rkt --dir=rkt-data list
+fi
 kill "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
+if command -v rkt >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    rkt --dir=rkt-data gc --grace-period=0s >/dev/null 2>&1 || true
+fi
 if [ "$answer" = "Hello from App Container" ]; then
     echo "GET http://127.0.0.1:5000/ -> $answer"
 else
