@@ -209,12 +209,22 @@ def test_hard_link_through_a_symlink(tmp_path: pathlib.Path, absolute: bool) -> 
     entries = [fx.directory("rootfs"), fx.symlink("rootfs/d", link_target),
                fx.hardlink("rootfs/h", "rootfs/d/passwd"), fx.manifest_entry()]
     image = write(tmp_path, fx.tar_bytes(entries))
+    expected = (f"{image}: hard link 'rootfs/h' to 'rootfs/d/passwd' leads through a symlink "
+                "or non-directory")
     with pytest.raises(ImageError) as info:
         extract_image(image, tmp_path / "out")
-    assert str(info.value) == (f"{image}: hard link 'rootfs/h' to 'rootfs/d/passwd' leads "
-                               "through a symlink or non-directory")
+    assert str(info.value) == expected
     assert os.stat(secret).st_nlink == 1
     assert not (tmp_path / "out").exists()
+    # The same archive with the symlink already on disk (an earlier layer, or an existing
+    # target): the tree writer refuses it on its own.
+    target = tmp_path / "existing"
+    (target / "rootfs").mkdir(parents=True)
+    (target / "rootfs/d").symlink_to(link_target if absolute else "../../outside")
+    writer = TreeWriter(str(target))
+    with pytest.raises(ImageError, match="leads through a symlink or non-directory"):
+        writer.write(fx.hardlink("rootfs/h", "rootfs/d/passwd").info(), "rootfs/h")
+    assert os.stat(secret).st_nlink == 1
 
 
 def test_hard_link_to_a_symlink_links_the_symlink(tmp_path: pathlib.Path) -> None:

@@ -17,6 +17,7 @@ the reference's "unrecognized file path".
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import tarfile
 from typing import IO, Any
@@ -93,6 +94,7 @@ class EntryChecker:
         self.source = source
         self._seen: set[str] = set()
         self._forward: dict[str, str] = {}  # hard-link target not seen yet -> the link
+        self._not_dirs: set[str] = set()  # names seen as files, symlinks, devices...
         self.has_manifest = False
         self.has_rootfs = False
 
@@ -116,6 +118,8 @@ class EntryChecker:
         if name in self._seen:
             raise self._error(f"duplicate file entry in archive: {name!r}")
         self._seen.add(name)
+        if not info.isdir():
+            self._not_dirs.add(name)
         if name == "manifest":
             if not info.isreg():
                 raise self._error("manifest is not a regular file")
@@ -136,6 +140,14 @@ class EntryChecker:
                 raise self._error(f"hard link {name!r} points outside rootfs: {info.linkname!r}")
             if target == name:
                 raise self._error(f"hard link {name!r} points to itself")
+            parent = posixpath.dirname(target)
+            while parent:
+                if parent in self._not_dirs:  # e.g. a symlink to a directory outside
+                    raise self._error(
+                        f"hard link {name!r} to {info.linkname!r} leads through a symlink "
+                        "or non-directory"
+                    )
+                parent = posixpath.dirname(parent)
             if target not in self._seen:
                 # Not (yet) in this archive: legal only if it never appears here, as a
                 # link to a file of a dependency (docker2aci -nosquash layers have those).
