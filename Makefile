@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DEB_PACKAGES := python3 python3-venv python3-pip golang-go gnupg busybox-static \
 	docker-registry skopeo apache2-utils openssl util-linux iproute2 tar gzip xz-utils bzip2
 
-.PHONY: demo test check lint typecheck unit bench system-deps venv clean
+.PHONY: demo test check lint typecheck unit bench bench-quick system-deps venv clean
 
 system-deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -32,8 +32,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip 'setuptools>=77' wheel
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@# Byte-compile once: with PYTHONDONTWRITEBYTECODE set, every start would compile anew.
+	$(BIN)/python -m compileall -q appc tools >/dev/null
 	touch $@
 
 venv: $(VENV)/.installed
@@ -44,8 +46,11 @@ demo: system-deps venv
 lint: venv
 	$(BIN)/ruff check appc tools tests bench
 
+# mypy cannot follow setuptools' package-dir mapping (tools/ is imported as appc_tools):
+# give it a path where appc_tools is a link to tools/.
 typecheck: venv
-	$(BIN)/mypy appc tools
+	@mkdir -p build/mypy && ln -sfn ../../tools build/mypy/appc_tools
+	MYPYPATH=build/mypy $(BIN)/mypy -p appc -p appc_tools
 
 unit: venv
 	$(BIN)/python -m pytest -q appc tests
@@ -53,7 +58,10 @@ unit: venv
 test: system-deps venv typecheck lint unit
 
 bench: system-deps venv
-	$(BIN)/python bench/build.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: system-deps venv
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf build $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -117,7 +117,7 @@ def apply_patch(manifest: ImageManifest, patch: ManifestPatch) -> ImageManifest:
                 fields[key] = getattr(patch, key)
         if patch.supplementary_gids is not None:
             fields["supplementary_gids"] = tuple(patch.supplementary_gids)
-        isolators = Isolators(fields.get("isolators", ()))
+        isolators = Isolators(app.isolators if app is not None else ())
         if patch.capability or patch.revoke_capability:
             kind, names = (
                 ("os/linux/capabilities-retain-set", patch.capability)

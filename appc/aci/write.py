@@ -39,9 +39,10 @@ def tar_header(info: tarfile.TarInfo) -> bytes:
     Unlike ``TarInfo.tobuf`` no ``/`` is appended to directory names: like the
     reference, ``tar tf`` lists ``rootfs``, not ``rootfs/``.
     """
-    fields = info.get_info()
-    fields["name"] = fields["name"].rstrip("/") or fields["name"]
-    return info.create_pax_header(fields, "utf-8")
+    fields = dict(info.get_info())
+    name = str(fields["name"])
+    fields["name"] = name.rstrip("/") or name
+    return info.create_pax_header(fields, "utf-8")  # type: ignore[arg-type]
 
 
 class ImageWriter:
