@@ -42,7 +42,7 @@ def tar_header(info: tarfile.TarInfo) -> bytes:
     fields = dict(info.get_info())
     name = str(fields["name"])
     fields["name"] = name.rstrip("/") or name
-    return info.create_pax_header(fields, "utf-8")  # type: ignore[arg-type]
+    return info.create_pax_header(fields, "utf-8")
 
 
 class ImageWriter:
