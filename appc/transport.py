@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -82,12 +83,21 @@ class Transport:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = self.options.user_agent
-            if self.options.insecure_skip_verify:
-                session.verify = False
-            elif self.options.ca_file:
-                session.verify = self.options.ca_file
+            session.verify = self.verify
             self._local.session = session
         return session
+
+    @property
+    def verify(self) -> bool | str:
+        """What to verify TLS certificates with: ``False``, the CA file, or ``True`` (system CAs).
+
+        It is passed with every request: requests lets ``REQUESTS_CA_BUNDLE`` and
+        ``CURL_CA_BUNDLE`` override a *session's* ``verify``, which would silently ignore
+        both ``ca_file`` and ``insecure_skip_verify``.
+        """
+        if self.options.insecure_skip_verify:
+            return False
+        return self.options.ca_file or True
 
     def close(self) -> None:
         """Close this thread's session."""
@@ -127,6 +137,7 @@ class Transport:
                         stream=stream,
                         data=data,
                         allow_redirects=False,
+                        verify=self.verify,
                         timeout=(self.options.timeout, self.options.timeout),
                     )
                 except requests.exceptions.SSLError as err:
@@ -136,11 +147,11 @@ class Transport:
                     or "Location" not in response.headers
                 ):
                     return response
-                target = requests.compat.urljoin(url, response.headers["Location"])
+                target = urllib.parse.urljoin(url, response.headers["Location"])
                 response.close()
                 if target.startswith("http:") and not self.options.insecure_allow_http:
                     raise FetchError(f"refusing redirect to plain HTTP ({target})", url=url)
-                if requests.utils.urlparse(target).netloc != requests.utils.urlparse(url).netloc:
+                if urllib.parse.urlsplit(target).netloc != urllib.parse.urlsplit(url).netloc:
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 if response.status_code == 303:
                     method, data = "GET", None
