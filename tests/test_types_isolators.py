@@ -4,7 +4,6 @@ pod's, and the ``patch-manifest --isolators`` string form (appc-spec §2.4, §3)
 
 from __future__ import annotations
 
-import decimal
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from appc.types import (
     CapabilitySet,
     Isolator,
     Isolators,
+    Quantity,
     ResourceValue,
     SeccompSet,
     SELinuxContext,
@@ -67,21 +67,28 @@ def test_default_capabilities_are_the_fourteen_of_the_spec() -> None:
     }
 
 
-Q = decimal.Decimal
+def resource(request: str | int | None, limit: str | int | None, default: bool = False) -> ResourceValue:
+    """The parsed value of a resource isolator."""
+    return ResourceValue(
+        None if request is None else Quantity.parse(request),
+        None if limit is None else Quantity.parse(limit),
+        default,
+    )
+
 
 GOOD_VALUES = [
     # (name, JSON value, parsed reading)
-    ("resource/cpu", {"request": "250m", "limit": "500m"}, ("req", Q("0.25"), Q("0.5"))),
-    ("resource/cpu", {}, ("req", None, None)),
-    ("resource/cpu", {"default": False, "limit": 2}, ("req", None, Q(2))),
-    ("resource/cpu", {"request": "30m", "limit": "1m"}, ("req", Q("0.03"), Q("0.001"))),  # no order
-    ("resource/memory", {"limit": "1G"}, ("req", None, Q(10**9))),
-    ("resource/memory", {"request": "2Gi", "limit": " 4Gi "}, ("req", Q(2**31), Q(2**32))),
-    ("resource/memory", {"limit": "-1G"}, ("req", None, Q(-(10**9)))),
-    ("resource/block-bandwidth", {"default": True, "limit": "1M"}, ("req", None, Q(10**6))),
-    ("resource/block-iops", {"default": True, "limit": 1000}, ("req", None, Q(1000))),
-    ("resource/block-iops", {"default": True}, ("req", None, None)),
-    ("resource/network-bandwidth", {"default": True, "limit": "1e3"}, ("req", None, Q(1000))),
+    ("resource/cpu", {"request": "250m", "limit": "500m"}, resource("250m", "500m")),
+    ("resource/cpu", {}, resource(None, None)),
+    ("resource/cpu", {"default": False, "limit": 2}, resource(None, 2)),
+    ("resource/cpu", {"request": "30m", "limit": "1m"}, resource("30m", "1m")),  # no order rule
+    ("resource/memory", {"limit": "1G"}, resource(None, "1G")),
+    ("resource/memory", {"request": "2Gi", "limit": " 4Gi "}, resource("2Gi", "4Gi")),
+    ("resource/memory", {"limit": "-1G"}, resource(None, "-1G")),
+    ("resource/block-bandwidth", {"default": True, "limit": "1M"}, resource(None, "1M", True)),
+    ("resource/block-iops", {"default": True, "limit": 1000}, resource(None, 1000, True)),
+    ("resource/block-iops", {"default": True}, resource(None, None, True)),
+    ("resource/network-bandwidth", {"default": True, "limit": "1e3"}, resource(None, "1e3", True)),
     ("os/linux/capabilities-retain-set", {"set": ["CAP_NET_BIND_SERVICE"]},
      CapabilitySet(("CAP_NET_BIND_SERVICE",))),
     ("os/linux/capabilities-retain-set", {"set": ["CAP_PONIES"]}, CapabilitySet(("CAP_PONIES",))),
@@ -118,13 +125,7 @@ GOOD_VALUES = [
 def test_isolator_good_value(name: str, value: Any, parsed: Any) -> None:
     isolator = Isolator.from_dict({"name": name, "value": value})
     assert isolator.known
-    if isinstance(parsed, tuple) and parsed[:1] == ("req",):
-        assert isinstance(isolator.parsed, ResourceValue)
-        request, limit = parsed[1:]
-        assert (isolator.parsed.request.value if isolator.parsed.request else None) == request
-        assert (isolator.parsed.limit.value if isolator.parsed.limit else None) == limit
-    else:
-        assert isolator.parsed == parsed
+    assert isolator.parsed == parsed
     # The value is kept as given, so it is written back unchanged.
     assert isolator.value == value
     assert isolator.to_dict() == {"name": name, "value": value}
