@@ -61,8 +61,9 @@ def unsafe_name_reason(name: str) -> str | None:
 class _HashingReader:
     """Hash every byte read, count them, and remember the last few (to inspect the end)."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, tee: IO[bytes] | None = None) -> None:
         self._raw = raw
+        self._tee = tee
         self.hasher = hashlib.sha512()
         self.count = 0
         self.tail = bytearray()
@@ -71,6 +72,8 @@ class _HashingReader:
         data: bytes = self._raw.read(size)
         if data:
             self.hasher.update(data)
+            if self._tee is not None:
+                self._tee.write(data)
             self.count += len(data)
             self.tail += data
             if len(self.tail) > 2 * _TAIL:
@@ -91,12 +94,19 @@ class ImageReader:
 
     :param source: a path, or a binary file positioned at the start of the image.
     :param max_size: the most uncompressed bytes accepted (a decompression-bomb guard).
+    :param tee: a binary file that receives every uncompressed byte as it is read (the
+        image store keeps that copy: decompress, check, hash and store in one pass);
+        after :meth:`finish` it holds exactly the bytes the image ID was computed over.
     :raises ImageError: for an unreadable file, an unknown format, corrupt or
         truncated data, or non-zero bytes after the end of the tar archive.
     """
 
     def __init__(
-        self, source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        tee: IO[bytes] | None = None,
     ) -> None:
         self.source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
         self._owned: IO[bytes] | None = None
@@ -114,7 +124,7 @@ class ImageReader:
             self.close()
             raise ImageError("unknown image filetype", source=str(self.source))
         self._stream = _HashingReader(
-            decompressing_reader(_Prefixed(head, raw), self.kind, max_size=max_size)
+            decompressing_reader(_Prefixed(head, raw), self.kind, max_size=max_size), tee
         )
         self._tar: tarfile.TarFile | None = None
         self._finished: Hash | None = None
