@@ -397,6 +397,130 @@ def _run_sign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- push / export-oci -----------------------------------------------------------------
+
+
+def _configure_oci_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dir",
+        metavar="DATA_DIR",
+        help="an rkt data directory whose store holds the images' dependencies",
+    )
+    p.add_argument(
+        "--compression-level",
+        type=int,
+        default=6,
+        metavar="N",
+        help="gzip level of the layers (1-9)",
+    )
+
+
+def _oci_images(args: argparse.Namespace, paths: list[str], work: str) -> list[Any]:
+    from appc.aci.validate import validate_archive  # noqa: PLC0415
+    from appc.oci.image import oci_image_from_aci  # noqa: PLC0415
+
+    store = None
+    if args.dir:
+        from appc.store import ImageStore  # noqa: PLC0415
+
+        store = ImageStore(args.dir)
+    images = []
+    for path in paths:
+        validate_archive(path)
+        log = (lambda line: sys.stderr.write(line + "\n")) if args.debug else None
+        images.append(
+            oci_image_from_aci(path, work, store=store, level=args.compression_level, log=log)
+        )
+    return images
+
+
+def _configure_push(p: argparse.ArgumentParser) -> None:
+    _configure_oci_common(p)
+    p.add_argument("--insecure-allow-http", action="store_true", help="allow a plain-HTTP registry")
+    p.add_argument(
+        "--insecure-skip-verify", action="store_true", help="do not verify TLS certificates"
+    )
+    p.add_argument("--ca-file", metavar="PEM", help="trust these CA certificates")
+    p.add_argument("--username", help="registry user name")
+    p.add_argument("--password", help="registry password")
+    p.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials in one argument")
+    p.add_argument(
+        "--mount-from",
+        action="append",
+        default=[],
+        metavar="REPOSITORY",
+        help="try to mount blobs from this repository of the same registry",
+    )
+    p.add_argument("args", nargs="+", metavar="ACI_FILE... docker://REGISTRY/NAME:TAG")
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    import tempfile  # noqa: PLC0415
+
+    from appc.docker.auth import Credentials, credentials_from_string, load_docker_credentials  # noqa: PLC0415
+    from appc.docker.reference import parse_reference  # noqa: PLC0415
+    from appc.docker.registry import RegistryOptions  # noqa: PLC0415
+    from appc.oci.push import push_images  # noqa: PLC0415
+
+    if len(args.args) < 2 or not args.args[-1].startswith("docker://"):
+        raise UsageError("actool push: give ACI files, then docker://REGISTRY/NAME:TAG")
+    reference = parse_reference(args.args[-1])
+    credentials = None
+    if args.creds:
+        credentials = credentials_from_string(args.creds)
+    elif args.username:
+        credentials = Credentials(args.username, args.password or "")
+    else:
+        credentials = load_docker_credentials(reference.credential_keys())
+    options = RegistryOptions(
+        insecure_allow_http=args.insecure_allow_http,
+        insecure_skip_verify=args.insecure_skip_verify,
+        ca_file=args.ca_file,
+        credentials=credentials,
+    )
+    with tempfile.TemporaryDirectory(prefix="appc-push-") as work:
+        images = _oci_images(args, args.args[:-1], work)
+        log = (lambda line: sys.stderr.write(line + "\n")) if args.debug else None
+        digest = push_images(
+            images, reference, options=options, mount_from=args.mount_from, log=log
+        )
+    sys.stdout.write(f"{digest}\n")
+    return EXIT_OK
+
+
+def _configure_export_oci(p: argparse.ArgumentParser) -> None:
+    _configure_oci_common(p)
+    p.add_argument(
+        "--tag", default="latest", help="the reference name in the layout (default latest)"
+    )
+    p.add_argument(
+        "--archive", action="store_true", help="write an oci-archive tarball instead of a directory"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR_OR_TAR",
+        help="the OCI layout directory (or .tar with --archive)",
+    )
+    p.add_argument("images", nargs="+", metavar="ACI_FILE")
+
+
+def _run_export_oci(args: argparse.Namespace) -> int:
+    import tempfile  # noqa: PLC0415
+
+    from appc.oci.layout import write_oci  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="appc-oci-") as work:
+        images = _oci_images(args, args.images, work)
+        digest = write_oci(
+            images, args.output, tag=args.tag, archive=args.archive, overwrite=args.overwrite
+        )
+    sys.stdout.write(f"{digest}\n")
+    return EXIT_OK
+
+
 # --- version --------------------------------------------------------------------------
 
 
@@ -432,11 +556,25 @@ COMMANDS = [
         _run_discover,
     ),
     Command(
+        "export-oci",
+        "Write ACIs as an OCI image layout or oci-archive",
+        "[--archive] -o DIR_OR_TAR ACI_FILE...",
+        _configure_export_oci,
+        _run_export_oci,
+    ),
+    Command(
         "patch-manifest",
         "Copy an ACI and patch its manifest",
         "[flags] INPUT_ACI [OUTPUT_ACI]",
         _configure_patch,
         _run_patch,
+    ),
+    Command(
+        "push",
+        "Push ACIs to a registry v2 as an OCI image",
+        "[flags] ACI_FILE... docker://REGISTRY/NAME:TAG",
+        _configure_push,
+        _run_push,
     ),
     Command(
         "sign",

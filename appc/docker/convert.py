@@ -33,7 +33,7 @@ from appc.aci._compress import Compression
 from appc.aci.read import ImageReader
 from appc.aci.write import DEFAULT_LEVEL, ImageWriter, atomic_output
 from appc.docker.image import ImageLayer, SourceImage
-from appc.docker.manifest import manifest_for_image
+from appc.docker.manifest import carried_manifest, manifest_for_image
 from appc.errors import ImageError
 from appc.schema.image import ImageManifest
 
@@ -141,6 +141,13 @@ class _Node:
     link: tuple[int, int] | None = None  # a hard link: the (layer, position) of its file
 
 
+def _made_directory(path: str) -> tarfile.TarInfo:
+    """The header of a directory no layer wrote but an entry needs (mode 0755, root's)."""
+    header = tarfile.TarInfo(path)
+    header.type, header.mode = tarfile.DIRTYPE, 0o755
+    return header
+
+
 class _Tree:
     """The squashed file tree being computed: path → the entry that provides it."""
 
@@ -163,6 +170,11 @@ class _Tree:
             self.delete(child, below)
         if below is not None and node.layer >= below:
             return
+        if below is not None and self.children.get(path):
+            # The deleting layer itself put entries under this lower directory: they
+            # stay, in a directory of that layer (as if it had been made for them).
+            self.nodes[path] = _Node(below, -1, True, _made_directory(path))
+            return
         del self.nodes[path]
         self.children.get(posixpath.dirname(path), set()).discard(path)
         self.children.pop(path, None)
@@ -184,9 +196,7 @@ class _Tree:
                 parent
             )  # an upper entry under a lower non-directory: it becomes a directory
         self.ensure_parents(parent, layer)
-        header = tarfile.TarInfo(parent)
-        header.type, header.mode = tarfile.DIRTYPE, 0o755
-        self._attach(parent, _Node(layer, -1, True, header))
+        self._attach(parent, _Node(layer, -1, True, _made_directory(parent)))
 
     def add(self, path: str, node: _Node) -> None:
         existing = self.nodes.get(path)
@@ -290,7 +300,10 @@ def _write_squashed(
     writer: ImageWriter,
     log: Callable[[str], None],
 ) -> None:
-    for path, _ in STDIO_LINKS:
+    # An image pushed from an ACI (it carries its appc manifest) gets back exactly its
+    # own files: no stdio links added.
+    stdio = () if carried_manifest(image) is not None else STDIO_LINKS
+    for path, _ in stdio:
         if path not in tree.nodes:
             tree.ensure_parents(path, len(image.layers))
     writes, links = _plan(tree)
@@ -326,7 +339,7 @@ def _write_squashed(
                     )
                 else:
                     writer.add(_output_header(info, path))
-    for path, target in STDIO_LINKS:
+    for path, target in stdio:
         if path not in tree.nodes:
             link = tarfile.TarInfo(f"rootfs/{path}")
             link.type, link.linkname, link.mode = tarfile.SYMTYPE, target, 0o777

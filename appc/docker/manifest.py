@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from appc.docker.image import ImageLayer, SourceImage
 from appc.errors import ImageError, ValidationError
 from appc.schema.image import App, ImageManifest
@@ -33,6 +35,7 @@ from appc.types.ports import Port
 __all__ = [
     "ANNOTATION_PREFIX",
     "app_from_config",
+    "carried_manifest",
     "image_name",
     "layer_image_name",
     "manifest_for_image",
@@ -222,6 +225,27 @@ def _annotations(
     return [(k, str(v)) for k, v in pairs if v]
 
 
+def carried_manifest(image: SourceImage) -> ImageManifest | None:
+    """The appc manifest an image pushed by ``actool push`` carries (OCI label
+    ``org.appc.manifest``), so that converting it back gives the original manifest.
+
+    Its dependencies and path whitelist are dropped: the squashed ACI already holds the
+    files of its dependencies.  A label that does not hold a valid manifest is ignored
+    (the image is then converted from its configuration as any other).
+    """
+    from appc.oci.image import MANIFEST_LABEL  # noqa: PLC0415
+
+    labels = image.container_config.get("Labels")
+    text = labels.get(MANIFEST_LABEL) if isinstance(labels, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        manifest = ImageManifest.from_json(text)
+    except ValidationError:
+        return None
+    return attrs.evolve(manifest, dependencies=(), path_whitelist=())
+
+
 def manifest_for_image(
     image: SourceImage,
     *,
@@ -233,6 +257,10 @@ def manifest_for_image(
 
     :raises ImageError: when the configuration cannot be expressed in appc terms.
     """
+    if layer is None and name is None:
+        original = carried_manifest(image)
+        if original is not None:
+            return original
     config = layer.v1 if layer is not None and layer.v1 is not None else image.config
     container = config.get("config") if isinstance(config.get("config"), Mapping) else None
     platform = image.platform if layer is None else None
