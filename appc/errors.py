@@ -15,7 +15,9 @@ from typing import Union
 
 __all__ = [
     "AppcError",
+    "BuildError",
     "DiscoveryError",
+    "ELFError",
     "FetchError",
     "ImageError",
     "InvalidManifest",
@@ -176,3 +178,37 @@ class StoreError(AppcError):
 
 class PodError(AppcError):
     """A pod cannot be prepared, run, entered, stopped or collected."""
+
+
+class ELFError(AppcError, ValueError):
+    """A file is not a readable ELF object: bad magic, unknown class or encoding, truncated.
+
+    :param message: the problem.
+    :param source: the file it was found in, shown before the message.
+    """
+
+    def __init__(self, message: str, *, source: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = source
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+
+class BuildError(AppcError):
+    """A program could not be built into an image (``goaci``): no toolchain, a compile
+    error, an ambiguous or missing binary, a bad asset.
+
+    :param message: the cause, one line.
+    :param output: what the build tool printed (stdout and stderr), for the user to read;
+        ``""`` when no tool ran.
+    """
+
+    def __init__(self, message: str, *, output: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.output = output
+
+    def __str__(self) -> str:
+        return self.message
