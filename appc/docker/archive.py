@@ -19,7 +19,6 @@ import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -34,6 +33,7 @@ from appc.docker.image import (
     layers_from_manifest,
     select_platform,
     v1_layer,
+    work_directory,
 )
 from appc.docker.reference import DockerReference, parse_reference
 from appc.docker.registry import MediaType
@@ -449,7 +449,7 @@ def _plain_tar(source: str, workdir: str | None, stack: contextlib.ExitStack) ->
         raise ImageError(err.strerror or str(err), source=source) from None
     if kind in (FileType.TAR, FileType.TEXT, FileType.UNKNOWN):
         return source
-    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="docker2aci-", dir=workdir))
+    tmp = stack.enter_context(work_directory(workdir))
     plain = os.path.join(tmp, "archive.tar")
     try:
         with open(source, "rb") as raw, open(plain, "wb") as out:

@@ -16,6 +16,12 @@ Hard links survive across layers (the original dropped a link whose target was i
 lower layer); a link whose target was deleted or replaced by an upper layer becomes a
 regular file holding the original target's data.  ``.`` entries are skipped and names
 that climb out of the root with ``..`` are refused (the original looped forever).
+
+Other deliberate differences from the original's output: directories come first and
+the layers' entries follow base to top (the original wrote top to base, children
+before their parents); a ``rootfs/dev`` directory entry holds the stdio links (the
+original wrote the links without it); a directory a layer whites out while adding
+entries under it stays for them (as a directory of that layer).
 """
 
 from __future__ import annotations

@@ -5,12 +5,18 @@ format; each yields a :class:`SourceImage`: the image configuration, the layers 
 first (each with an opener for its blob), and what the original tool recorded about
 provenance (manifest hash, registry, reference).  The Docker/OCI manifest formats
 shared by the registry and the OCI layout are read here.
+
+Unlike the original, layer media types are checked (Docker's and OCI's tar, gzip and
+zstd layers; anything else is refused instead of being read as it comes), and manifest
+lists and OCI indexes are resolved for a platform (the original never asked for them).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import IO, Any, Literal
 
@@ -18,7 +24,7 @@ import attrs
 
 from appc.docker.reference import DockerReference
 from appc.docker.registry import MediaType
-from appc.errors import FetchError
+from appc.errors import FetchError, ImageError
 
 __all__ = [
     "ImageLayer",
@@ -30,6 +36,7 @@ __all__ = [
     "parse_schema1",
     "select_platform",
     "v1_layer",
+    "work_directory",
 ]
 
 
@@ -111,6 +118,7 @@ class SourceImage:
 _LAYER_TYPES = frozenset(
     {
         MediaType.DOCKER_LAYER,
+        MediaType.DOCKER_LAYER_TAR,
         MediaType.DOCKER_FOREIGN_LAYER,
         MediaType.OCI_LAYER,
         MediaType.OCI_LAYER_GZIP,
@@ -265,3 +273,20 @@ def v1_layer(
         parent_id=str(v1.get("parent", "") or ""),
         v1=v1,
     )
+
+
+def work_directory(workdir: str | None) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory ``docker2aci-*`` for downloads and decompressed archives.
+
+    :param workdir: where to make it (created if missing); default ``$TMPDIR``.
+    :raises ImageError: when it cannot be made (a clear error, not an ``OSError``).
+    """
+    try:
+        if workdir:
+            os.makedirs(workdir, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix="docker2aci-", dir=workdir)
+    except OSError as err:
+        raise ImageError(
+            f"cannot create a temporary directory: {err.strerror or err}",
+            source=workdir or tempfile.gettempdir(),
+        ) from None

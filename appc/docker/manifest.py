@@ -10,7 +10,9 @@ tested:
   dropped them);
 * ``created`` is kept only when it is a valid RFC 3339 time;
 * clashing volume names get their ``-1``, ``-2`` suffixes in path order (the original
-  used Go map order, which is random).
+  used Go map order, which is random);
+* an image without Entrypoint and Cmd gets an ``app`` without ``exec`` (the original
+  wrote ``"exec": null``; both mean the same to the spec).
 """
 
 from __future__ import annotations

@@ -1,14 +1,21 @@
 """``docker2aci -nosquash``: one ACI per layer, tied together by dependencies and path whitelists.
 
 The file names, manifest names, dependency layout and whitelists are the original's
-(``reference/docker2aci.md`` §1, §4, §5), with two deliberate fixes: a v1 layer's
-dependency carries its *parent's* labels (the original copied the child's), and the
-os/arch in schema2/OCI file names are the image's (the original used the converting
-host's).
+(``reference/docker2aci.md`` §1, §4, §5), with deliberate fixes:
+
+* a v1 layer's dependency carries its *parent's* labels (the original copied the child's);
+* the os/arch in schema2/OCI file names are the image's (the original used the converting
+  host's);
+* an opaque directory (``.wh..wh..opq``) drops what the layers below put in it from the
+  path whitelist (the original ignored the marker, so those files came back);
+* the layer ACIs appear together or not at all: they are written under temporary names
+  and renamed only once every layer converted (the original left the lower layers'
+  files behind when a later layer failed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import tarfile
@@ -18,6 +25,7 @@ from appc.aci.write import ImageWriter, atomic_output
 from appc.docker.convert import (
     STDIO_LINKS,
     ConvertOptions,
+    _check_dev,
     _clean,
     _open_layer,
     _output_header,
@@ -36,10 +44,13 @@ def __dir__() -> list[str]:
     return __all__
 
 
+_OPAQUE = ".wh..wh..opq"
+
+
 def _whiteout_target(path: str) -> str | None:
     base = posixpath.basename(path)
-    if base == ".wh..wh..opq":
-        return None  # the original did not understand opaque markers in -nosquash output either
+    if base == _OPAQUE:
+        return None
     if base.startswith(".wh."):
         return posixpath.join(posixpath.dirname(path), base[4:])
     return None
@@ -48,12 +59,11 @@ def _whiteout_target(path: str) -> str | None:
 def _write_layer(
     layer: ImageLayer,
     output: str,
-    manifest_for: Callable[[list[str], set[str]], ImageManifest],
+    manifest_for: Callable[[list[str], set[str], set[str]], ImageManifest],
     options: ConvertOptions,
 ) -> ImageManifest:
     """Write one layer's ACI: rootfs, its entries, the stdio links, the manifest last."""
     where = f"layer {layer.digest}"
-    os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
     with atomic_output(output, overwrite=True) as out:
         writer = ImageWriter(out, compression=options.compression, level=options.level)
         try:
@@ -62,6 +72,7 @@ def _write_layer(
             writer.add(root)
             paths: list[str] = []
             whiteouts: set[str] = set()
+            opaque: set[str] = set()
             seen: set[str] = set()
             with _open_layer(layer) as reader:
                 for _, info, path in layer_entries(reader, where):
@@ -71,8 +82,10 @@ def _write_layer(
                     if target is not None:
                         whiteouts.add(target)
                         continue
-                    if posixpath.basename(path) == ".wh..wh..opq":
+                    if posixpath.basename(path) == _OPAQUE:
+                        opaque.add(posixpath.dirname(path))
                         continue
+                    _check_dev(path, info, where)
                     if path in seen:
                         raise ImageError(f"duplicate file entry in layer: {path!r}", source=where)
                     seen.add(path)
@@ -96,7 +109,7 @@ def _write_layer(
                         0o777,
                     )
                     writer.add(link_info)
-            manifest = manifest_for(paths, whiteouts)
+            manifest = manifest_for(paths, whiteouts, opaque)
             info = tarfile.TarInfo("manifest")
             info.mode = 0o644
             writer.add_bytes(info, manifest.to_json().encode("utf-8"))
@@ -113,7 +126,14 @@ class _Whitelist:
     def __init__(self) -> None:
         self.paths: set[str] = set()
 
-    def add_layer(self, paths: list[str], whiteouts: set[str]) -> list[str]:
+    def add_layer(self, paths: list[str], whiteouts: set[str], opaque: set[str]) -> list[str]:
+        """Apply one layer (its paths, whiteout targets and opaque directories); return its list.
+
+        As the original, a whiteout also removes what the same layer added under it.
+        """
+        for directory in opaque:  # lower layers' contents only
+            prefix = "/" + directory + "/" if directory else "/"
+            self.paths = {p for p in self.paths if not p.startswith(prefix)}
         self.paths.update("/" + p for p in paths)
         for target in whiteouts:
             prefix = "/" + target
@@ -124,75 +144,141 @@ class _Whitelist:
         return result
 
 
+def _output_path(image: SourceImage, layer: ImageLayer, index: int, output_dir: str) -> str:
+    """The original's file name for one layer ACI (nested directories for schema2/OCI)."""
+    ref = image.reference
+    assert ref is not None
+    count = len(image.layers)
+    suffix = f"-{ref.tag}" if ref.tag else ""
+    if image.style == "v22":
+        platform = image.platform
+        digest = layer.digest if index == count - 1 else layer.digest.replace(":", "-")
+        prefix = f"{ref.registry}/{ref.repository}" if ref.registry else ref.repository
+        go_platform = f"-{platform.os or 'linux'}-{platform.architecture or 'amd64'}"
+        return os.path.join(output_dir, f"{prefix}-{digest}{suffix}{go_platform}.aci")
+    v1 = layer.v1 or {}
+    extra = "".join(f"-{v1[k]}" for k in ("os", "architecture") if v1.get(k))
+    return os.path.join(
+        output_dir, f"{ref.repository.replace('/', '-')}{suffix}{extra}-{count - 1 - index}.aci"
+    )
+
+
+def _manifest_maker(
+    image: SourceImage,
+    layer: ImageLayer,
+    *,
+    index: int,
+    whitelist: _Whitelist,
+    below: list[ImageManifest],
+    labels: dict[str, str],
+) -> Callable[[list[str], set[str], set[str]], ImageManifest]:
+    """How to make one layer's manifest once its entries are known.
+
+    :param below: the manifests of the layers under this one, base first.
+    :param labels: the os/arch labels of a schema2/OCI lower layer.
+    """
+    name = layer_image_name(image, layer.layer_id)
+    top = index == len(image.layers) - 1
+
+    def make(paths: list[str], whiteouts: set[str], opaque: set[str]) -> ImageManifest:
+        allowed = whitelist.add_layer(paths, whiteouts, opaque)
+        if image.style == "v22":
+            if not top:
+                return ImageManifest(name=name, labels=labels, path_whitelist=allowed)
+            deps = [Dependency(image_name=m.name, labels=m.labels) for m in below]
+            base = manifest_for_image(image)
+            return ImageManifest(
+                name=name,
+                labels=base.labels,
+                app=base.app,
+                annotations=base.annotations,
+                dependencies=deps,
+                path_whitelist=allowed,
+            )
+        own = manifest_for_image(
+            image, layer=layer, name=name, extra_labels={"layer": layer.layer_id}
+        )
+        deps = []
+        if layer.parent_id and below:
+            parent = below[-1]
+            deps = [Dependency(image_name=parent.name, labels=parent.labels)]
+        return ImageManifest(
+            name=own.name,
+            labels=own.labels,
+            app=own.app,
+            annotations=own.annotations,
+            dependencies=deps,
+            path_whitelist=allowed,
+        )
+
+    return make
+
+
+def _make_directories(directory: str, made: list[str]) -> None:
+    """``os.makedirs``, noting each directory created (so a failure can remove them)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise ImageError(
+                f"cannot create directory: {err.strerror or err}", source=path
+            ) from None
+        made.append(path)
+
+
 def convert_layers(
     image: SourceImage, output_dir: str, options: ConvertOptions, log: Callable[[str], None]
 ) -> tuple[list[str], ImageManifest]:
     """Write one ACI per layer of *image* into *output_dir*; return their paths (base first)
-    and the top layer's manifest."""
-    ref = image.reference
-    assert ref is not None
+    and the top layer's manifest.  On failure nothing is left: no file, no new directory."""
     whitelist = _Whitelist()
-    written: list[str] = []
     manifests: list[ImageManifest] = []
     platform = image.platform
     labels = os_arch_labels(platform.os, platform.architecture, platform.variant)
     count = len(image.layers)
-    for index, layer in enumerate(image.layers):
-        log(f"Generating layer ACI {index + 1}/{count}...")
-        name = layer_image_name(image, layer.layer_id)
-        top = index == count - 1
-        if image.style == "v22":
-            digest = layer.digest if top else layer.digest.replace(":", "-")
-            prefix = f"{ref.registry}/{ref.repository}" if ref.registry else ref.repository
-            suffix = f"-{ref.tag}" if ref.tag else ""
-            go_platform = f"-{platform.os or 'linux'}-{platform.architecture or 'amd64'}"
-            output = os.path.join(output_dir, f"{prefix}-{digest}{suffix}{go_platform}.aci")
-        else:
-            v1 = layer.v1 or {}
-            extra = "".join(f"-{v1[k]}" for k in ("os", "architecture") if v1.get(k))
-            suffix = f"-{ref.tag}" if ref.tag else ""
-            output = os.path.join(
-                output_dir,
-                f"{ref.repository.replace('/', '-')}{suffix}{extra}-{count - 1 - index}.aci",
+    staged: list[tuple[str, str]] = []  # (staging file, final path)
+    made: list[str] = []  # directories this call created
+    try:
+        for index, layer in enumerate(image.layers):
+            log(f"Generating layer ACI {index + 1}/{count}...")
+            output = _output_path(image, layer, index, output_dir)
+            _make_directories(os.path.dirname(output), made)
+            staging = os.path.join(
+                os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}.partial"
             )
-
-        def manifest_for(
-            paths: list[str],
-            whiteouts: set[str],
-            layer: ImageLayer = layer,
-            name: str = name,
-            top: bool = top,
-        ) -> ImageManifest:
-            allowed = whitelist.add_layer(paths, whiteouts)
-            if image.style == "v22":
-                if not top:
-                    return ImageManifest(name=name, labels=labels, path_whitelist=allowed)
-                deps = [Dependency(image_name=m.name, labels=m.labels) for m in manifests]
-                base = manifest_for_image(image)
-                return ImageManifest(
-                    name=name,
-                    labels=base.labels,
-                    app=base.app,
-                    annotations=base.annotations,
-                    dependencies=deps,
-                    path_whitelist=allowed,
+            staged.append((staging, output))
+            manifests.append(
+                _write_layer(
+                    layer,
+                    staging,
+                    _manifest_maker(
+                        image,
+                        layer,
+                        index=index,
+                        whitelist=whitelist,
+                        below=manifests,
+                        labels=labels,
+                    ),
+                    options,
                 )
-            own = manifest_for_image(
-                image, layer=layer, name=name, extra_labels={"layer": layer.layer_id}
             )
-            deps = []
-            if layer.parent_id and manifests:
-                parent = manifests[-1]
-                deps = [Dependency(image_name=parent.name, labels=parent.labels)]
-            return ImageManifest(
-                name=own.name,
-                labels=own.labels,
-                app=own.app,
-                annotations=own.annotations,
-                dependencies=deps,
-                path_whitelist=allowed,
-            )
-
-        manifests.append(_write_layer(layer, output, manifest_for, options))
-        written.append(output)
-    return written, manifests[-1]
+        for staging, output in staged:
+            os.replace(staging, output)
+    except BaseException:
+        for staging, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(staging)
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
+    return [output for _, output in staged], manifests[-1]

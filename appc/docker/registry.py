@@ -9,7 +9,9 @@ What it does, beyond the original docker2aci:
   ``access_token``, scopes from the challenge, cached per scope) and Basic; credentials
   are never sent before a challenge asks for them, nor to another host after a redirect.
 * Every manifest and blob is checked against its digest; sizes are checked; a blob is
-  streamed to disk, never held in memory.
+  streamed to disk, never held in memory.  A schema1 manifest's digest is the registry's
+  (over the signed payload), so it is stable across pulls; the original hashed the
+  re-signed bytes, which change on every pull.
 * 429 and 5xx answers and dropped connections are retried with exponential backoff
   (``Retry-After`` honoured, bounded); the final error names the URL and status.
 """
@@ -54,6 +56,7 @@ class MediaType:
     DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
     DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
     DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
     DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
     OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
     OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -7,7 +7,6 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -22,6 +21,7 @@ from appc.docker.image import (
     parse_schema1,
     select_platform,
     v1_layer,
+    work_directory,
 )
 from appc.docker.reference import DockerReference
 from appc.docker.registry import MediaType, RegistryClient, RegistryOptions
@@ -65,7 +65,7 @@ def open_remote_image(
 ) -> Iterator[SourceImage]:
     """Resolve *reference* on its registry and yield the image, its layers downloading.
 
-    Layer blobs go to a temporary directory (under *workdir*) that is removed on exit;
+    Layer blobs go to a temporary directory (under *workdir*, made if missing) that is removed on exit;
     opening a layer waits for its download.  Leaving the context early stops the
     remaining downloads.
 
@@ -79,7 +79,7 @@ def open_remote_image(
     where = str(reference)
     cancelled = threading.Event()
     with (
-        tempfile.TemporaryDirectory(prefix="docker2aci-", dir=workdir) as tmp,
+        work_directory(workdir) as tmp,
         concurrent.futures.ThreadPoolExecutor(parallel, "appc-download") as pool,
     ):
         try:
