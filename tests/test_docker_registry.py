@@ -1,0 +1,673 @@
+"""appc.docker.registry and appc.docker.remote against real registries (Debian docker-registry).
+
+Plain HTTP, HTTPS with a self-signed certificate and basic auth, token auth with a test token
+server; schema2, OCI and signed schema1 manifests; manifest lists and OCI indexes; digests;
+and a small misbehaving proxy in front of a registry for what a healthy registry never does
+(truncated, corrupted, failing and slow blob downloads).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import http.server
+import json
+import pathlib
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+
+from appc.aci.validate import validate_archive
+from appc.docker.auth import Credentials
+from appc.docker.convert import convert_image
+from appc.docker.image import Platform
+from appc.docker.reference import parse_reference
+from appc.docker.registry import MediaType, RegistryClient, RegistryOptions
+from appc.docker.remote import DownloadProgress, open_remote_image
+from appc.errors import FetchError
+from appc.transport import Transport, TransportOptions
+from tests import docker_images as di
+from tests.registry_fixtures import (
+    Registry,
+    TokenServer,
+    push,
+    push_list,
+    put_manifest,
+    upload_blob,
+)
+from tests.test_docker_common import (
+    check_files,
+    convert_remote,
+    dir_listing,
+    read_aci,
+    unique_image,
+)
+
+HTTP = RegistryOptions(insecure_allow_http=True)
+
+
+@functools.cache
+def image(name: str) -> di.TestImage:
+    builders: dict[str, Callable[[], di.TestImage]] = {
+        "busybox": di.busybox_image,
+        "whiteout": di.whiteout_image,
+        "empty": di.empty_config_image,
+        "full": di.full_config_image,
+    }
+    return builders[name]()
+
+
+@functools.cache
+def multiarch() -> di.MultiArchImage:
+    return di.multiarch_images()
+
+
+def annotations(manifest: dict[str, object]) -> dict[str, str]:
+    return {a["name"]: a["value"] for a in manifest.get("annotations", [])}  # type: ignore[attr-defined]
+
+
+def labels(manifest: dict[str, object]) -> dict[str, str]:
+    return {a["name"]: a["value"] for a in manifest.get("labels", [])}  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- plain HTTP, TLS
+
+
+def test_plain_http_needs_the_flag(registry: Registry, tmp_path: pathlib.Path) -> None:
+    push(registry, "reg/plain", "v1", image("empty"))
+    with pytest.raises(FetchError) as info:
+        convert_remote(registry.ref("reg/plain", "v1"), tmp_path, options=RegistryOptions())
+    message = str(info.value)
+    assert f"cannot reach registry {registry.host}" in message
+    assert "--insecure-allow-http" in message
+    assert "\n" not in message
+    assert dir_listing(tmp_path) == []
+    result = convert_remote(registry.ref("reg/plain", "v1"), tmp_path, options=HTTP)
+    assert [pathlib.Path(p).name for p in result.paths] == ["reg-plain-v1.aci"]
+
+
+def test_tls_with_ca_file(tls_registry: Registry, tmp_path: pathlib.Path) -> None:
+    push(tls_registry, "reg/tls", "v1", image("empty"))
+    options = RegistryOptions(
+        ca_file=str(tls_registry.ca_file),
+        credentials=_creds(tls_registry),
+    )
+    result = convert_remote(tls_registry.ref("reg/tls", "v1"), tmp_path, options=options)
+    check_files(read_aci(result.paths[0]), image("empty").files)
+
+
+def test_tls_with_insecure_skip_verify(tls_registry: Registry, tmp_path: pathlib.Path) -> None:
+    push(tls_registry, "reg/tls-skip", "v1", image("empty"))
+    options = RegistryOptions(insecure_skip_verify=True, credentials=_creds(tls_registry))
+    result = convert_remote(tls_registry.ref("reg/tls-skip", "v1"), tmp_path, options=options)
+    validate_archive(result.paths[0])
+
+
+@pytest.mark.parametrize("allow_http", [False, True])
+def test_tls_failure(tls_registry: Registry, tmp_path: pathlib.Path, allow_http: bool) -> None:
+    """An unknown CA is a clear TLS error; allowing HTTP does not make it pass either."""
+    options = RegistryOptions(insecure_allow_http=allow_http, credentials=_creds(tls_registry))
+    with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED") as info:
+        convert_remote(tls_registry.ref("reg/tls", "v1"), tmp_path, options=options)
+    assert "TLS error" in str(info.value)
+    assert dir_listing(tmp_path) == []
+
+
+def test_redirects(tls_registry: Registry) -> None:
+    """HTTPS → HTTP redirects are refused without the insecure option; credentials do not
+    follow a redirect to another host (``localhost`` is another host than ``127.0.0.1``)."""
+    cert = tls_registry.workdir / "tls"
+    with _Redirector(cert) as server:
+        secure = TransportOptions(ca_file=str(tls_registry.ca_file))
+        server.target = f"http://127.0.0.1:{server.port}/final"
+        with pytest.raises(FetchError, match="refusing redirect to plain HTTP"):
+            Transport(secure).send("GET", server.url("/start"))
+        assert [path for path, _ in server.seen] == ["/start"]  # the HTTP target was never asked
+        server.seen.clear()
+        server.target = f"https://localhost:{server.port}/final"
+        response = Transport(secure).send(
+            "GET", server.url("/start"), headers={"Authorization": "Basic c2VjcmV0"}
+        )
+        assert response.status_code == 200
+        assert server.seen == [("/start", "Basic c2VjcmV0"), ("/final", None)]
+        server.seen.clear()
+        server.target = "/final"  # same host: the credentials go along
+        Transport(secure).send(
+            "GET", server.url("/start"), headers={"Authorization": "Basic c2VjcmV0"}
+        )
+        assert server.seen == [("/start", "Basic c2VjcmV0"), ("/final", "Basic c2VjcmV0")]
+
+
+# --------------------------------------------------------------------------- basic auth
+
+
+def _creds(reg: Registry, password: str | None = None) -> Credentials:
+    return Credentials(reg.username or "", password if password is not None else reg.password or "")
+
+
+def test_basic_auth(tls_registry: Registry, tmp_path: pathlib.Path) -> None:
+    push(tls_registry, "reg/basic", "v1", image("empty"))
+    ref = tls_registry.ref("reg/basic", "v1")
+    ca = str(tls_registry.ca_file)
+    # right password
+    result = convert_remote(
+        ref, tmp_path / "ok", options=RegistryOptions(ca_file=ca, credentials=_creds(tls_registry))
+    )
+    validate_archive(result.paths[0])
+    # no credentials
+    with pytest.raises(FetchError) as info:
+        convert_remote(ref, tmp_path / "none", options=RegistryOptions(ca_file=ca))
+    assert info.value.status == 401
+    assert "authentication required" in str(info.value)
+    # wrong password: refused once, not retried forever, and never shown
+    with pytest.raises(FetchError) as info:
+        convert_remote(
+            ref,
+            tmp_path / "wrong",
+            options=RegistryOptions(
+                ca_file=ca, credentials=_creds(tls_registry, "not-the-password")
+            ),
+        )
+    assert info.value.status == 401
+    assert "refused the credentials" in str(info.value)
+    assert "not-the-password" not in str(info.value)
+    assert not (tmp_path / "none").exists() or dir_listing(tmp_path / "none") == []
+    assert not (tmp_path / "wrong").exists() or dir_listing(tmp_path / "wrong") == []
+
+
+# --------------------------------------------------------------------------- token auth
+
+
+@pytest.mark.parametrize("fields", [("token",), ("access_token",), ("token", "access_token")])
+def test_token_auth(
+    token_registry: Registry,
+    token_server: TokenServer,
+    tmp_path: pathlib.Path,
+    fields: tuple[str, ...],
+) -> None:
+    repo = f"reg/token-{'-'.join(f.replace('_', '') for f in fields)}"
+    push(token_registry, repo, "v1", image("empty"))
+    first = len(token_server.requests)
+    with token_server.settings(token_fields=fields):
+        result = convert_remote(token_registry.ref(repo, "v1"), tmp_path)
+    check_files(read_aci(result.paths[0]), image("empty").files)
+    asked = token_server.requests[first:]
+    assert asked, "no token was requested"
+    assert {r.scopes for r in asked} == {(f"repository:{repo}:pull",)}
+    assert {r.service for r in asked} == {token_server.service}
+    assert len(asked) == 1  # one token, cached for the manifest, config and layers
+
+
+def test_token_server_requiring_credentials(
+    token_registry: Registry, token_server: TokenServer, tmp_path: pathlib.Path
+) -> None:
+    repo = "reg/token-creds"
+    push(token_registry, repo, "v1", image("empty"))
+    ref = token_registry.ref(repo, "v1")
+    with token_server.settings(require_basic=True):
+        first = len(token_server.requests)
+        result = convert_remote(
+            ref,
+            tmp_path / "ok",
+            options=RegistryOptions(insecure_allow_http=True, credentials=_creds(token_registry)),
+        )
+        validate_archive(result.paths[0])
+        assert [r.user for r in token_server.requests[first:]] == [token_registry.username]
+        for label, creds in (("anonymous", None), ("wrong", _creds(token_registry, "bad-pass"))):
+            with pytest.raises(FetchError) as info:
+                convert_remote(
+                    ref,
+                    tmp_path / label,
+                    options=RegistryOptions(insecure_allow_http=True, credentials=creds),
+                )
+            assert "unable to retrieve auth token: 401" in str(info.value)
+            assert "bad-pass" not in str(info.value)
+            assert not (tmp_path / label).exists() or dir_listing(tmp_path / label) == []
+
+
+def test_token_realm_over_http_needs_the_flag(token_registry: Registry) -> None:
+    """A token registry behind HTTPS-only policy: the plain HTTP ping already fails clearly."""
+    client = RegistryClient(token_registry.host, RegistryOptions())
+    with pytest.raises(FetchError, match="insecure-allow-http"):
+        client.ping()
+
+
+# --------------------------------------------------------------------------- manifest formats
+
+
+@pytest.mark.parametrize("fmt", ["schema2", "oci", "schema1"])
+def test_manifest_formats(
+    registry: Registry, tmp_path: pathlib.Path, fmt: di.ManifestFormat
+) -> None:
+    img = image("whiteout")
+    repo = f"reg/formats-{fmt}"
+    digest = push(registry, repo, "v1", img, fmt)
+    client = RegistryClient(registry.host, HTTP)
+    manifest = client.get_manifest(repo, "v1")
+    assert manifest.media_type == img.media_type(fmt)
+    assert manifest.digest == digest  # schema1: the registry digest (signed payload), stable
+    assert client.get_manifest(repo, digest).digest == digest
+    result = convert_remote(registry.ref(repo, "v1"), tmp_path)
+    aci = read_aci(result.paths[0])
+    check_files(aci, img.files)
+    notes = annotations(aci.manifest)
+    assert notes["appc.io/docker/manifesthash"] == digest
+    if fmt == "schema1":  # V1 style: the v1 id of the top layer, with its parent
+        v1 = img.v1_layers()
+        assert notes["appc.io/docker/imageid"] == v1[-1][0]
+        assert notes["appc.io/docker/parentimageid"] == v1[-2][0]
+        assert notes["appc.io/docker/tag"] == "v1"
+    else:
+        assert notes["appc.io/docker/imageid"] == img.layers[-1].digest
+        assert "appc.io/docker/tag" not in notes
+
+
+def test_schema1_manifest_hash_is_stable(registry: Registry) -> None:
+    """Registries re-sign schema1 on every GET; the hash recorded is the registry digest."""
+    digest = push(registry, "reg/schema1-stable", "v1", image("empty"), "schema1")
+    client = RegistryClient(registry.host, HTTP)
+    first, second = (client.get_manifest("reg/schema1-stable", "v1") for _ in range(2))
+    assert first.digest == second.digest == digest
+
+
+def test_schema1_name_must_match(registry: Registry, tmp_path: pathlib.Path) -> None:
+    """The original's check: a schema1 manifest naming another repository is refused."""
+    img = image("empty")
+    for d, s, o in img.blobs("schema1"):
+        upload_blob(registry, "reg/schema1-name", d, s, o)
+    body = img.schema1_manifest("other/name", "v1")
+    put_manifest(registry, "reg/schema1-name", "v1", body, di.DOCKER_SCHEMA1_SIGNED)
+    with pytest.raises(
+        FetchError,
+        match="name doesn't match what was requested, expected: reg/schema1-name, downloaded: other/name",
+    ):
+        convert_remote(registry.ref("reg/schema1-name", "v1"), tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["schema2", "oci"])
+def test_manifest_list_platforms(
+    registry: Registry, tmp_path: pathlib.Path, fmt: di.ListFormat
+) -> None:
+    multi = multiarch()
+    repo = f"reg/multi-{fmt}"
+    list_digest = push_list(registry, repo, "v1", multi, fmt)
+    child = multi.images[0].manifest_digest(multi.child_format(fmt))
+    # default: linux/amd64
+    result = convert_remote(registry.ref(repo, "v1"), tmp_path / "amd64")
+    aci = read_aci(result.paths[0])
+    check_files(aci, multi.for_arch("amd64").files)
+    assert aci.files["etc/arch"].data == b"amd64\n"
+    assert labels(aci.manifest)["arch"] == "amd64"
+    assert annotations(aci.manifest)["appc.io/docker/manifesthash"] == child
+    # --arch arm64 picks the arm64 image (variant v8 not asked for: any variant matches)
+    result = convert_remote(
+        registry.ref(repo, "v1"), tmp_path / "arm64", platform=Platform("linux", "arm64")
+    )
+    aci = read_aci(result.paths[0])
+    assert aci.files["etc/arch"].data == b"arm64\n"
+    assert labels(aci.manifest) == {"os": "linux", "arch": "aarch64", "version": "v1"}
+    result = convert_remote(
+        registry.ref(repo, "v1"), tmp_path / "v8", platform=Platform("linux", "arm64", "v8")
+    )
+    assert read_aci(result.paths[0]).files["etc/arch"].data == b"arm64\n"
+    # by the list's digest (the original failed: issue #251)
+    result = convert_remote(registry.ref(repo, list_digest), tmp_path / "digest")
+    assert pathlib.Path(result.paths[0]).name == f"{repo.replace('/', '-')}.aci"
+    aci = read_aci(result.paths[0])
+    assert aci.files["etc/arch"].data == b"amd64\n"
+    assert "version" not in labels(aci.manifest)
+    # a platform the index does not have
+    for platform in (
+        Platform("linux", "s390x"),
+        Platform("windows", "amd64"),
+        Platform("linux", "arm64", "v7"),
+    ):
+        with pytest.raises(FetchError) as info:
+            convert_remote(registry.ref(repo, "v1"), tmp_path / "none", platform=platform)
+        assert f"no image for {platform}" in str(info.value)
+        assert "(available: linux/amd64, linux/arm64/v8)" in str(info.value)
+    assert not (tmp_path / "none").exists() or dir_listing(tmp_path / "none") == []
+
+
+def test_pull_by_digest(registry: Registry, tmp_path: pathlib.Path) -> None:
+    img = image("busybox")
+    digest = push(registry, "reg/by-digest", "v1", img)
+    result = convert_remote(registry.ref("reg/by-digest", digest), tmp_path)
+    assert pathlib.Path(result.paths[0]).name == "reg-by-digest.aci"
+    aci = read_aci(result.paths[0])
+    check_files(aci, img.files)
+    assert "version" not in labels(aci.manifest)
+    notes = annotations(aci.manifest)
+    assert notes["appc.io/docker/manifesthash"] == digest
+    assert notes["appc.io/docker/originalname"] == f"{registry.host}/reg/by-digest@{digest}"
+
+
+def test_unknown_image_and_tag(registry: Registry, tmp_path: pathlib.Path) -> None:
+    push(registry, "reg/known", "v1", image("empty"))
+    for ref in (
+        registry.ref("reg/unknown-repo", "v1"),
+        registry.ref("reg/known", "nope"),
+        registry.ref("reg/known", "sha256:" + "0" * 64),
+    ):
+        with pytest.raises(FetchError) as info:
+            convert_remote(ref, tmp_path)
+        assert info.value.status == 404
+        assert "HTTP 404 not found" in str(info.value)
+        assert "MANIFEST_UNKNOWN" in str(info.value) or "NAME_UNKNOWN" in str(info.value)
+    assert dir_listing(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- bad content
+
+
+def _blob_file(reg: Registry, digest: str) -> pathlib.Path:
+    hexdigest = digest.removeprefix("sha256:")
+    return reg.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+
+
+@pytest.mark.parametrize("what", ["layer", "config"])
+def test_blob_digest_mismatch(registry: Registry, tmp_path: pathlib.Path, what: str) -> None:
+    img = unique_image(f"digest mismatch of the {what}")
+    push(registry, f"reg/corrupt-{what}", "v1", img)
+    digest = img.layers[0].digest if what == "layer" else img.config_digest
+    path = _blob_file(registry, digest)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # same size, different bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(FetchError, match=f"blob digest mismatch: expected {digest}"):
+        convert_remote(
+            registry.ref(f"reg/corrupt-{what}", "v1"), tmp_path, workdir=str(tmp_path / "work")
+        )
+    assert dir_listing(tmp_path) == ["work"]  # no ACI, no temporary file, no download left
+
+
+def test_manifest_digest_mismatch(registry: Registry, tmp_path: pathlib.Path) -> None:
+    img = unique_image("manifest digest mismatch")
+    digest = push(registry, "reg/corrupt-manifest", "v1", img)
+    path = _blob_file(registry, digest)
+    path.write_bytes(path.read_bytes().replace(b'"schemaVersion": 2', b'"schemaVersion":  2'))
+    with pytest.raises(FetchError, match="manifest digest mismatch"):
+        convert_remote(registry.ref("reg/corrupt-manifest", "v1"), tmp_path)
+    with pytest.raises(FetchError, match="manifest digest mismatch"):
+        convert_remote(registry.ref("reg/corrupt-manifest", digest), tmp_path)
+    assert dir_listing(tmp_path) == []
+
+
+def test_unsupported_media_types(registry: Registry, tmp_path: pathlib.Path) -> None:
+    img = image("empty")
+    for d, s, o in img.blobs("schema2"):
+        upload_blob(registry, "reg/media", d, s, o)
+    layer = json.loads(img.manifest("schema2"))
+    layer["layers"][0]["mediaType"] = "application/vnd.example.weird"
+    put_manifest(registry, "reg/media", "layer", json.dumps(layer).encode(), di.DOCKER_SCHEMA2)
+    config = json.loads(img.manifest("oci"))
+    config["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json"
+    put_manifest(registry, "reg/media", "config", json.dumps(config).encode(), di.OCI_MANIFEST)
+    with pytest.raises(
+        FetchError, match=re.escape("unsupported layer media type 'application/vnd.example.weird'")
+    ):
+        convert_remote(registry.ref("reg/media", "layer"), tmp_path)
+    with pytest.raises(FetchError, match="not a container image"):
+        convert_remote(registry.ref("reg/media", "config"), tmp_path)
+    assert dir_listing(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- a faulty proxy
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def __init__(self, proxy: FaultyProxy, *args: object) -> None:
+        self.proxy = proxy
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        proxy = self.proxy
+        is_blob = "/blobs/" in self.path
+        with proxy.lock:
+            proxy.counts[self.path] += 1
+            count = proxy.counts[self.path]
+            if is_blob:
+                proxy.active += 1
+                proxy.max_active = max(proxy.max_active, proxy.active)
+        try:
+            fault = proxy.fault(self.path, count) if is_blob else None
+            if is_blob and proxy.delay:
+                time.sleep(proxy.delay)
+            if fault == "500":
+                self._reply(
+                    500,
+                    {"Content-Type": "application/json"},
+                    b'{"errors":[{"code":"UNKNOWN","message":"boom"}]}',
+                )
+                return
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization")
+            }
+            upstream = requests.request(
+                self.command, proxy.upstream + self.path, headers=headers, timeout=30
+            )
+            body = upstream.content
+            keep = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower()
+                in (
+                    "content-type",
+                    "docker-content-digest",
+                    "www-authenticate",
+                    "docker-distribution-api-version",
+                )
+            }
+            if fault == "corrupt":
+                body = body[:-1] + bytes([body[-1] ^ 1])
+            if fault == "truncate":  # announce everything, send half, hang up
+                self.send_response(upstream.status_code)
+                for k, v in keep.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault == "short":  # a complete, but short, response
+                body = body[: len(body) // 2]
+            self._reply(
+                upstream.status_code, keep, body if self.command == "GET" else b"", len(body)
+            )
+        finally:
+            if is_blob:
+                with proxy.lock:
+                    proxy.active -= 1
+
+    def _reply(
+        self, status: int, headers: dict[str, str], body: bytes, length: int | None = None
+    ) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FaultyProxy:
+    """An HTTP proxy in front of a plain registry: ``fault(path, n)`` (n: how many times that
+    path was asked for) returns None, ``"500"``, ``"drop"``, ``"corrupt"``, ``"truncate"`` or
+    ``"short"`` for blob requests; ``delay`` slows every blob answer; ``max_active`` is the
+    most blob requests seen at once."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.fault: Callable[[str, int], str | None] = lambda path, n: None
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.active = self.max_active = 0
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(_Handler, self)
+        )
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def ref(self, repo: str, tag: str) -> str:
+        return f"docker://{self.host}/{repo}:{tag}"
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultyProxy]:
+    p = FaultyProxy(registry.url)
+    p.thread.start()
+    yield p
+    p.server.shutdown()
+    p.server.server_close()
+
+
+class _Redirector:
+    """An HTTPS server (the TLS registry's certificate) answering ``/start`` with a redirect
+    to ``target`` and anything else with 200; ``seen`` lists (path, Authorization)."""
+
+    def __init__(self, cert_dir: pathlib.Path) -> None:
+        self.cert_dir = cert_dir
+        self.target = ""
+        self.seen: list[tuple[str, str | None]] = []
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> _Redirector:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+            def do_GET(self) -> None:
+                owner.seen.append((self.path, self.headers.get("Authorization")))
+                self.send_response(302 if self.path == "/start" else 200)
+                if self.path == "/start":
+                    self.send_header("Location", owner.target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_dir / "cert.pem", self.cert_dir / "key.pem")
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FAST = RegistryOptions(insecure_allow_http=True, retries=2, backoff=0.01)
+
+
+def test_retries_after_500_and_dropped_connections(
+    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path
+) -> None:
+    img = image("whiteout")
+    push(registry, "reg/flaky", "v1", img)
+    faults = {1: "500", 2: "drop"}
+    proxy.fault = lambda path, n: faults.get(n)
+    result = convert_remote(proxy.ref("reg/flaky", "v1"), tmp_path, options=FAST)
+    check_files(read_aci(result.paths[0]), img.files)
+    blob_paths = [p for p in proxy.counts if "/blobs/" in p]
+    assert blob_paths and all(proxy.counts[p] == 3 for p in blob_paths)
+
+
+@pytest.mark.parametrize("fault", ["truncate", "short", "corrupt", "500"])
+def test_persistent_blob_failures(
+    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path, fault: str
+) -> None:
+    img = image("whiteout")
+    push(registry, "reg/broken", "v1", img)
+    layer = img.layers[2].digest
+    proxy.fault = lambda path, n: fault if path.endswith(layer) else None
+    expected = {
+        "truncate": "download failed",
+        "short": "truncated: got",
+        "corrupt": f"blob digest mismatch: expected {layer}",
+        "500": "HTTP 500",
+    }[fault]
+    for squash in (True, False):
+        out = tmp_path / f"squash-{squash}"
+        with pytest.raises(FetchError, match=expected):
+            convert_remote(
+                proxy.ref("reg/broken", "v1"),
+                out,
+                options=FAST,
+                squash=squash,
+                workdir=str(tmp_path / "work"),
+            )
+        assert not out.exists() or dir_listing(out) == [], "partial output left behind"
+    assert dir_listing(tmp_path / "work") == []  # the downloads' temporary directory is gone too
+
+
+def test_parallel_layer_downloads(
+    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path
+) -> None:
+    img = di.big_image(12, tmp_path / "blobs", layers=4, seed=3)
+    push(registry, "reg/parallel", "v1", img)
+    proxy.delay = 0.3
+    events: list[tuple[str, str]] = []
+
+    class Recorder(DownloadProgress):
+        def start(self, digest: str, total: int | None) -> None:
+            events.append(("start", digest))
+
+        def finish(self, digest: str) -> None:
+            events.append(("finish", digest))
+
+    with open_remote_image(
+        parse_reference(proxy.ref("reg/parallel", "v1")), options=HTTP, progress=Recorder()
+    ) as source:
+        result = convert_image(source, str(tmp_path / "out"))
+    assert proxy.max_active >= 2, "layers were downloaded one at a time"
+    assert {d for kind, d in events if kind == "finish"} == {la.digest for la in img.layers}
+    check_files(read_aci(result.paths[0]), img.files)
+
+
+def test_leaving_early_stops_downloads(
+    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path
+) -> None:
+    img = image("whiteout")
+    push(registry, "reg/early", "v1", img)
+    proxy.delay = 0.2
+    started = time.monotonic()
+    with open_remote_image(
+        parse_reference(proxy.ref("reg/early", "v1")), options=HTTP, workdir=str(tmp_path)
+    ) as source:
+        assert len(source.layers) == 4
+    assert time.monotonic() - started < 5
+    assert dir_listing(tmp_path) == []
+
+
+def test_media_type_constants() -> None:
+    assert MediaType.OCI_INDEX == di.OCI_INDEX and MediaType.DOCKER_LIST == di.DOCKER_MANIFEST_LIST
