@@ -113,6 +113,15 @@ def test_whitelist_filters_files_and_keeps_directories(store: ImageStore, images
     assert base.key in TreeStore(store).render(top.key).images
 
 
+def test_a_whitelisted_link_to_a_filtered_file_gets_its_contents(store: ImageStore, images: Images) -> None:
+    images.add("base", [("dir", "bin"), ("file", "bin/busybox", b"bb"), ("hardlink", "bin/sh", "bin/busybox"),
+                        ("hardlink", "bin/ls", "bin/sh")])
+    top = images.add("top", dependencies=[dep("base")], whitelist=["/bin/sh", "/bin/ls"])
+    rootfs = TreeStore(store).render(top.key).rootfs
+    assert sorted(os.listdir(os.path.join(rootfs, "bin"))) == ["ls", "sh"]
+    assert read(rootfs, "bin/sh") == read(rootfs, "bin/ls") == "bb"
+
+
 def test_every_ancestors_whitelist_applies(store: ImageStore, images: Images) -> None:
     images.add("d", [("file", "x", b"x"), ("file", "y", b"y"), ("file", "z", b"z")])
     images.add("c", dependencies=[dep("d")], whitelist=["/x", "/y"])

@@ -94,17 +94,28 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover - e.g. a read-only fs
-            raise StoreError(f"cannot use WAL journal mode for {path}")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-    except sqlite3.Error as err:
-        raise StoreError(f"cannot open the store database {path}: {err}") from None
-    return conn
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                # Switching a new database to WAL needs a moment of exclusive access;
+                # with many processes opening a fresh store at once it may be refused.
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover - e.g. read-only
+                    raise StoreError(f"cannot use WAL journal mode for {path}")
+                conn.execute("PRAGMA synchronous = FULL")
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise StoreError(f"cannot open the store database {path}: {err}") from None
+            time.sleep(0.01)
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open the store database {path}: {err}") from None
 
 
 def schema_version(conn: sqlite3.Connection) -> int | None:
@@ -177,6 +188,10 @@ class Database:
                 raise StoreError(f"store database error: {err}") from None
             try:
                 yield self._conn
+            except sqlite3.Error as err:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"store database error: {err}") from None
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")

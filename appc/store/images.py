@@ -397,7 +397,6 @@ class ImageStore:
                     raise StoreError("cannot import image: no space left on the store's device") from None
                 raise _io_error("import image", err) from None
             key = key_for(image_id)
-            now = time.time_ns()
             try:
                 intent = _TempFile(self.tmp_dir, stem, ".key")
                 os.write(intent.lock.fd, key.encode("ascii"))
@@ -411,6 +410,7 @@ class ImageStore:
                     _fsync_dir(os.path.dirname(blob))
                     self._write_manifest(stem, manifest_file, manifest_bytes)
                     with db.transaction() as conn:
+                        now = time.time_ns()
                         old = conn.execute(
                             "SELECT treestoresize FROM aciinfo WHERE blobkey = ?", (key,)
                         ).fetchone()

@@ -370,28 +370,27 @@ def render_rootfs(
 
 
 def _rmtree(path: str) -> None:
-    """Remove a tree whatever its modes (a rendered rootfs may have read-only directories)."""
+    """Remove a tree whatever its modes (a rendered rootfs may have read-only directories).
 
-    def retry(func: object, failed: str, exc: BaseException) -> None:
-        parent = os.path.dirname(failed)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            with contextlib.suppress(OSError):
-                os.chmod(failed, 0o700)
-            shutil.rmtree(failed, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(failed)
-
+    Symlinks are removed, never followed (``shutil.rmtree`` works on descriptors).
+    """
     if not os.path.lexists(path):
         return
     if os.path.islink(path) or not os.path.isdir(path):
         os.unlink(path)
         return
-    shutil.rmtree(path, onerror=lambda func, failed, info: retry(func, failed, info[1]))
-    if os.path.lexists(path):  # pragma: no cover - a file that even root cannot remove
-        raise StoreError(f"cannot remove {path}")
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        # Not root: make every directory writable and searchable, then try again.
+        os.chmod(path, 0o700)
+        for directory, subdirs, _ in os.walk(path):
+            for name in subdirs:
+                child = os.path.join(directory, name)
+                if not os.path.islink(child):
+                    with contextlib.suppress(OSError):
+                        os.chmod(child, 0o700)
+        shutil.rmtree(path)
 
 
 def _prepare_target(target: str, overwrite: bool) -> tuple[str, bool]:

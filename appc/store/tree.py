@@ -301,7 +301,10 @@ class TreeStore:
     def gc(self, keep: Iterable[str]) -> builtins.list[str]:
         """Remove every tree whose id is not in *keep*; return the removed ids.
 
-        A tree being rendered or removed right now (its lock busy) is left alone.
+        A tree being rendered or removed right now (its lock busy) is left alone.  A
+        tree just rendered for a pod that does not reference it yet is not protected:
+        the caller serializes ``gc`` against pod preparation (rkt's exclusive
+        ``prepareLock`` in ``locks/``).
         """
         wanted = set(keep)
         removed = []
