@@ -251,7 +251,7 @@ def _gzip_member(data: bytes, level: int, mtime: int) -> bytes:
 class ParallelGzipWriter:
     """Write gzip as independent members compressed in a thread pool, in order.
 
-    Memory stays bounded: at most ``2 × threads`` blocks are in flight.  Each member
+    Memory stays bounded: at most ``2 x threads`` blocks are in flight.  Each member
     header carries *mtime* (0 by default) and no file name, so output is reproducible.
     """
 

@@ -259,8 +259,9 @@ def _extract_into(
     with ImageReader(source, max_size=max_size) as image:
         checker = EntryChecker(str(image.source))
         manifest = b""
-        for info, name in image.entries():
-            checker.check(info, name)
+        for entry, name in image.entries():
+            checker.check(entry, name)
+            info = entry
             content: IO[bytes] | None = None
             if name == "manifest":
                 manifest = image.read_entry(info, limit=MAX_MANIFEST_SIZE)

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from appc.aci._compress import DEFAULT_MAX_SIZE, decompressing_reader
-from appc.aci.filetype import SNIFF_SIZE, FileType, detect_file_type
+from appc.aci.filetype import SNIFF_SIZE, detect_file_type
 from appc.errors import ImageError
 from appc.types.hash import Hash
 
@@ -39,6 +39,7 @@ def __dir__() -> list[str]:
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 _TAIL = 64 * 1024
 _CHUNK = 1024 * 1024
+_FETCH = 1024 * 1024
 
 
 def clean_name(name: str) -> str:
@@ -59,25 +60,42 @@ def unsafe_name_reason(name: str) -> str | None:
 
 
 class _HashingReader:
-    """Hash every byte read, count them, and remember the last few (to inspect the end)."""
+    """Hash every byte of the stream, count and remember the last few bytes handed out.
+
+    The decompressed stream is fetched in large chunks (hashed, and copied to *tee*, once
+    per chunk) and handed to ``tarfile`` in the small reads it makes: fewer calls into
+    the decompressor and the hash, same bytes.
+    """
 
     def __init__(self, raw: Any, tee: IO[bytes] | None = None) -> None:
         self._raw = raw
         self._tee = tee
         self.hasher = hashlib.sha512()
-        self.count = 0
-        self.tail = bytearray()
+        self.count = 0  # bytes handed out
+        self.tail = bytearray()  # the last bytes handed out
+        self._chunk = b""
+        self._pos = 0
+
+    def _fill(self) -> bool:
+        data: bytes = self._raw.read(_FETCH)
+        if not data:
+            return False
+        self.hasher.update(data)
+        if self._tee is not None:
+            self._tee.write(data)
+        self._chunk, self._pos = data, 0
+        return True
 
     def read(self, size: int = -1) -> bytes:
-        data: bytes = self._raw.read(size)
-        if data:
-            self.hasher.update(data)
-            if self._tee is not None:
-                self._tee.write(data)
-            self.count += len(data)
-            self.tail += data
-            if len(self.tail) > 2 * _TAIL:
-                del self.tail[:-_TAIL]
+        if self._pos >= len(self._chunk) and not self._fill():
+            return b""
+        end = len(self._chunk) if size is None or size < 0 else self._pos + size
+        data = self._chunk[self._pos : end]
+        self._pos += len(data)
+        self.count += len(data)
+        self.tail += data
+        if len(self.tail) > 2 * _TAIL:
+            del self.tail[:-_TAIL]
         return data
 
 
@@ -108,7 +126,11 @@ class ImageReader:
         max_size: int = DEFAULT_MAX_SIZE,
         tee: IO[bytes] | None = None,
     ) -> None:
-        self.source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
+        self.source = (
+            os.fspath(source)
+            if isinstance(source, (str, os.PathLike))
+            else getattr(source, "name", "<stream>")
+        )
         self._owned: IO[bytes] | None = None
         try:
             if isinstance(source, (str, os.PathLike)):
@@ -133,7 +155,10 @@ class ImageReader:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -149,7 +174,9 @@ class ImageReader:
     def entries(self) -> Iterator[tuple[tarfile.TarInfo, str]]:
         """Yield each entry's header and cleaned name, in archive order."""
         try:
-            self._tar = tarfile.open(fileobj=self._stream, mode="r|", encoding="utf-8", errors="surrogateescape")  # type: ignore[call-overload]
+            self._tar = tarfile.open(
+                fileobj=self._stream, mode="r|", encoding="utf-8", errors="surrogateescape"
+            )  # type: ignore[call-overload]
             for info in self._tar:
                 yield info, clean_name(info.name)
         except ImageError as err:
@@ -259,14 +286,20 @@ class _Prefixed:
         if self._head:
             if size is None or size < 0 or size >= len(self._head):
                 head, self._head = self._head, b""
-                rest = self._raw.read(size - len(head)) if size is not None and size > len(head) else b""
+                rest = (
+                    self._raw.read(size - len(head))
+                    if size is not None and size > len(head)
+                    else b""
+                )
                 return head + rest
             head, self._head = self._head[:size], self._head[size:]
             return head
         return self._raw.read(size)
 
 
-def read_manifest_bytes(source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+def read_manifest_bytes(
+    source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE
+) -> bytes:
     """Return the raw bytes of the first entry named ``manifest`` (stops reading there).
 
     :raises ImageError: ``missing manifest`` when there is none, or if it is not a file.
@@ -290,7 +323,9 @@ def read_manifest(source: str | os.PathLike[str] | IO[bytes]) -> Any:
     return ImageManifest.from_json(read_manifest_bytes(source))
 
 
-def compute_image_id(source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Hash:
+def compute_image_id(
+    source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE
+) -> Hash:
     """Return the image ID of an archive: ``sha512-`` + hex SHA-512 of its uncompressed tar."""
     with ImageReader(source, max_size=max_size) as image:
         return image.finish()

@@ -27,21 +27,85 @@ def __dir__() -> list[str]:
     return __all__
 
 
-#: The default gzip level (6, as ``gzip`` itself; tarfile's default of 9 is 7× slower).
+#: The default gzip level (6, as ``gzip`` itself; tarfile's default of 9 is 7x slower).
 DEFAULT_LEVEL = 6
 _BLOCK = tarfile.BLOCKSIZE
 _CHUNK = 1024 * 1024
+
+
+_NUL = b"\0"
+_USTAR_MAGIC = b"ustar\x0000"
+
+
+def _octal(value: int, digits: int) -> bytes:
+    return b"%0*o\0" % (digits - 1, value)
+
+
+def _text(value: str, length: int) -> bytes | None:
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    return raw + _NUL * (length - len(raw)) if len(raw) <= length else None
+
+
+def _fast_header(info: tarfile.TarInfo, name: str) -> bytes | None:
+    """The USTAR header of a plain entry, byte for byte what ``tarfile`` writes for it in
+    PAX format; ``None`` when the entry needs PAX records (long or non-ASCII names,
+    xattrs, large numbers, fractional times)."""
+    if info.pax_headers or not isinstance(info.mtime, int):
+        return None
+    fields = (
+        _text(name, 100),
+        _text(info.linkname, 100),
+        _text(info.uname, 32),
+        _text(info.gname, 32),
+    )
+    if None in fields or not 0 <= info.uid < 8**7 or not 0 <= info.gid < 8**7:
+        return None
+    if not 0 <= info.size < 8**11 or not 0 <= info.mtime < 8**11:
+        return None
+    name_field, link_field, uname_field, gname_field = fields
+    if info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        devices = _octal(info.devmajor, 8) + _octal(info.devminor, 8)
+    else:
+        devices = _NUL * 16
+    header = b"".join(
+        (
+            name_field,
+            _octal(info.mode & 0o7777, 8),
+            _octal(info.uid, 8),
+            _octal(info.gid, 8),  # type: ignore[misc]
+            _octal(info.size, 12),
+            _octal(info.mtime, 12),
+            b"        ",
+            info.type,
+            link_field,
+            _USTAR_MAGIC,
+            uname_field,
+            gname_field,
+            devices,
+            _NUL * 167,  # type: ignore[misc]
+        )
+    )
+    checksum = b"%06o\0" % sum(header)
+    return header[:148] + checksum + header[155:]
 
 
 def tar_header(info: tarfile.TarInfo) -> bytes:
     """The header block(s) of *info*: USTAR, with PAX records only where needed.
 
     Unlike ``TarInfo.tobuf`` no ``/`` is appended to directory names: like the
-    reference, ``tar tf`` lists ``rootfs``, not ``rootfs/``.
+    reference, ``tar tf`` lists ``rootfs``, not ``rootfs/``.  Plain entries take a fast
+    path that writes the same bytes as ``tarfile`` (whose per-entry work dominated the
+    build profile).
     """
+    name = info.name.rstrip("/") or info.name
+    fast = _fast_header(info, name)
+    if fast is not None:
+        return fast
     fields = dict(info.get_info())
-    name = str(fields["name"])
-    fields["name"] = name.rstrip("/") or name
+    fields["name"] = name
     return info.create_pax_header(fields, "utf-8")
 
 
@@ -68,7 +132,9 @@ class ImageWriter:
         if compression == Compression.GZIP:
             if not 1 <= level <= 9:
                 raise ValueError(f"gzip level must be 1-9, not {level}")
-            self._sink: ParallelGzipWriter | PlainWriter = ParallelGzipWriter(out, level=level, threads=threads)
+            self._sink: ParallelGzipWriter | PlainWriter = ParallelGzipWriter(
+                out, level=level, threads=threads
+            )
         elif compression == Compression.NONE:
             self._sink = PlainWriter(out)
         else:
@@ -138,7 +204,9 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
         raise ImageError("target file exists (try --overwrite)", source=target)
     directory = os.path.dirname(os.path.abspath(target))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory
+        )
     except OSError as err:
         raise ImageError(f"cannot create output: {err.strerror or err}", source=target) from None
     try:
