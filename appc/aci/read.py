@@ -134,7 +134,7 @@ class ImageReader:
         self._owned: IO[bytes] | None = None
         try:
             if isinstance(source, (str, os.PathLike)):
-                self._owned = raw = open(source, "rb")  # noqa: SIM115 - closed by close()
+                self._owned = raw = open(source, "rb")
             else:
                 raw = source
             head = raw.read(SNIFF_SIZE)
