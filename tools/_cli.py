@@ -11,11 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TextIO
-
-import attrs
+from typing import NamedTuple, NoReturn, TextIO
 
 from appc.errors import AppcError
 
@@ -85,13 +82,13 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
-@attrs.frozen
-class Command:
+class Command(NamedTuple):
     """One sub-command: its name, one-line summary, usage line, flags and action.
 
     ``run`` returns the exit status.  A command with ``subcommands`` (``rkt image``)
     dispatches on the next word instead.  ``intermixed`` lets flags follow positional
     arguments; commands that pass arguments through (``rkt enter UUID CMD -x``) turn it off.
+    (A NamedTuple, not attrs: every CLI start pays for this module's imports.)
     """
 
     name: str
@@ -108,7 +105,6 @@ def _no_options(parser: argparse.ArgumentParser) -> None:
     """A tool without global options beyond --debug."""
 
 
-@attrs.define
 class Tool:
     """A command-line tool made of sub-commands, with the reference tools' conventions.
 
@@ -117,14 +113,26 @@ class Tool:
     :param failure_status: the exit status of a failed operation (rkt uses 254).
     """
 
-    name: str
-    description: str
-    version: str
-    commands: list[Command]
-    global_options: Callable[[argparse.ArgumentParser], None] = _no_options
-    failure_status: int = EXIT_FAILURE
-    stdout: TextIO = attrs.field(factory=lambda: sys.stdout)
-    stderr: TextIO = attrs.field(factory=lambda: sys.stderr)
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        version: str,
+        commands: list[Command],
+        *,
+        global_options: Callable[[argparse.ArgumentParser], None] = _no_options,
+        failure_status: int = EXIT_FAILURE,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.version = version
+        self.commands = commands
+        self.global_options = global_options
+        self.failure_status = failure_status
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
 
     def command(self, name: str, within: Sequence[Command] | None = None) -> Command | None:
         """Return the sub-command called *name*."""
@@ -239,6 +247,8 @@ class Tool:
             return EXIT_USAGE
         except AppcError as err:
             if debug:
+                import traceback  # noqa: PLC0415 - only a failing --debug run needs it
+
                 traceback.print_exc(file=self.stderr)
             self.stderr.write(f"{prog}: {err}\n")
             return self.failure_status

@@ -7,7 +7,6 @@ The reference tool's commands, flags, output lines and exit codes (see
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -120,6 +119,8 @@ def _validate_one(path: str, kind: str | None) -> dict[str, Any]:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415 - start-up stays light
+
     reports = [_validate_one(path, args.type) for path in args.files]
     if args.json:
         json.dump(reports, sys.stdout, indent=2)
@@ -305,6 +306,8 @@ def _configure_discover(p: argparse.ArgumentParser) -> None:
 
 
 def _run_discover(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415 - start-up stays light
+
     from appc.discovery import AppRequest, DiscoveryOptions, discover, parse_app_string  # noqa: PLC0415
     from appc.errors import DiscoveryError  # noqa: PLC0415
     from appc.fetch import host_os_arch  # noqa: PLC0415
@@ -331,23 +334,25 @@ def _run_discover(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error fetching endpoints for {text}: discovery failed\n")
             status = EXIT_FAILURE
             continue
-        for kind, attempts in (
-            ("endpoints", result.endpoint_attempts),
-            ("public keys", result.key_attempts),
-        ):
-            for prefix, error in attempts:
-                sys.stdout.write(f"discover {kind} walk: prefix: {prefix} error: {error}\n")
+        for prefix, error in result.endpoint_attempts:
+            sys.stdout.write(f"discover endpoints walk: prefix: {prefix} error: {error}\n")
+        for prefix, error in result.key_attempts:
+            sys.stdout.write(f"discover public keys walk: prefix: {prefix} error: {error}\n")
+        if not result.public_keys:
+            # As the reference: an image without a discoverable key is an error too.
+            sys.stderr.write(f"error fetching public keys for {text}: discovery failed\n")
+            status = EXIT_FAILURE
+            continue
         if args.json:
             document = {
                 "ACIEndpoints": [{"ACI": e.aci, "ASC": e.asc} for e in result.endpoints],
                 "PublicKeys": list(result.public_keys),
             }
-            sys.stdout.write(json.dumps(document) + "\n")
+            sys.stdout.write(json.dumps(document, indent=4) + "\n")  # Go's MarshalIndent
             continue
         for endpoint in result.endpoints:
             sys.stdout.write(f"ACI: {endpoint.aci}, ASC: {endpoint.asc}\n")
-        if result.public_keys:
-            sys.stdout.write(f"PublicKeys: {','.join(result.public_keys)}\n")
+        sys.stdout.write(f"PublicKeys: {','.join(result.public_keys)}\n")
     return status
 
 
