@@ -153,7 +153,7 @@ def build_image(
     target = os.fspath(output)
     if not target.endswith(".aci"):
         raise ImageError(f"extension must be .aci (given {os.path.splitext(target)[1] or 'none'})", source=target)
-    manifest = validate_layout(layout_dir)
+    manifest = validate_layout(layout_dir, structural=False)
     if mtime is None:
         mtime = source_date_epoch()
     with atomic_output(target, overwrite=overwrite) as out:

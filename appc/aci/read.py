@@ -7,10 +7,13 @@ decompressed bytes flow through a SHA-512 as ``tarfile`` parses them, so the ima
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
+import queue
 import tarfile
+import threading
 from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any
@@ -62,10 +65,12 @@ def unsafe_name_reason(name: str) -> str | None:
 class _HashingReader:
     """Hash every byte of the stream, count and remember the last few bytes handed out.
 
-    The decompressed stream is fetched in large chunks (hashed, and copied to *tee*, once
-    per chunk) and handed to ``tarfile`` in the small reads it makes: fewer calls into
-    the decompressor and the hash, same bytes.
+    A worker thread decompresses and hashes the stream in 1 MiB chunks (zlib, lzma,
+    zstd and hashlib release the GIL), a few chunks ahead of ``tarfile``, which parses
+    them in the small reads it makes: validation runs on two cores, with bounded memory.
     """
+
+    _AHEAD = 4  # chunks decompressed ahead of the parser
 
     def __init__(self, raw: Any, tee: IO[bytes] | None = None) -> None:
         self._raw = raw
@@ -75,15 +80,45 @@ class _HashingReader:
         self.tail = bytearray()  # the last bytes handed out
         self._chunk = b""
         self._pos = 0
+        self._eof = False
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._AHEAD)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._produce, name="appc-decompress", daemon=True)
+        self._worker.start()
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data: bytes = self._raw.read(_FETCH)
+                if data:
+                    self.hasher.update(data)
+                    if self._tee is not None:
+                        self._tee.write(data)
+                if not self._put(data) or not data:
+                    return
+        except BaseException as err:  # handed to the reading thread
+            self._put(err)
 
     def _fill(self) -> bool:
-        data: bytes = self._raw.read(_FETCH)
-        if not data:
+        if self._eof:
             return False
-        self.hasher.update(data)
-        if self._tee is not None:
-            self._tee.write(data)
-        self._chunk, self._pos = data, 0
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        if not item:
+            self._eof = True
+            return False
+        self._chunk, self._pos = item, 0
         return True
 
     def read(self, size: int = -1) -> bytes:
@@ -97,6 +132,14 @@ class _HashingReader:
         if len(self.tail) > 2 * _TAIL:
             del self.tail[:-_TAIL]
         return data
+
+    def close(self) -> None:
+        """Stop the worker (when the reader is abandoned before the end)."""
+        self._stop.set()
+        while self._worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._worker.join()
 
 
 class ImageReader:
@@ -163,7 +206,10 @@ class ImageReader:
         self.close()
 
     def close(self) -> None:
-        """Close the file if this reader opened it."""
+        """Stop reading, and close the file if this reader opened it."""
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            stream.close()
         if self._owned is not None:
             self._owned.close()
             self._owned = None

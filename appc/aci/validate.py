@@ -55,15 +55,16 @@ class ValidationType(str):
     ALL = ("appimage", "layout", "manifest")
 
 
-def image_manifest(data: bytes, source: str) -> Any:
+def image_manifest(data: bytes, source: str, *, structural: bool = True) -> Any:
     """Parse the manifest bytes of an image found in *source*.
 
+    :param structural: also run the JSON Schema pass (see :mod:`appc.schema`).
     :raises ImageError: ``image manifest validation failed: ...`` naming *source*.
     """
     from appc.schema.image import ImageManifest  # noqa: PLC0415 - schema import is the heavy part
 
     try:
-        return ImageManifest.from_json(data)
+        return ImageManifest.from_json(data, structural=structural)
     except ValidationError as err:
         raise ImageError(f"image manifest validation failed: {err}", source=source) from None
 
@@ -186,9 +187,12 @@ def validate_archive(
         return ArchiveReport(manifest, image_id, image.kind, count)
 
 
-def validate_layout(directory: str | os.PathLike[str]) -> Any:
+def validate_layout(directory: str | os.PathLike[str], *, structural: bool = True) -> Any:
     """Check an image layout directory (``manifest`` + ``rootfs/``) and return its manifest.
 
+    :param structural: also run the JSON Schema pass on the manifest (``build`` skips
+        it: the semantic pass alone refuses the same manifests, as the schema corpus
+        test shows, and importing ``jsonschema`` costs more than a small build).
     :raises ImageError: naming the directory and the problem.
     """
     where = os.fspath(directory)
@@ -210,7 +214,7 @@ def validate_layout(directory: str | os.PathLike[str]) -> Any:
     manifest_path = os.path.join(where, "manifest")
     if not stat.S_ISREG(os.lstat(manifest_path).st_mode):
         raise ImageError("manifest is not a regular file", source=where)
-    return image_manifest(_read_limited(manifest_path), where)
+    return image_manifest(_read_limited(manifest_path), where, structural=structural)
 
 
 def _read_limited(path: str) -> bytes:
