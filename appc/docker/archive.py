@@ -7,7 +7,13 @@ Fixed deliberately, compared with the original:
 * ``manifest.json`` archives (no ``repositories`` file) and OCI 1.0 layouts
   (``index.json``, as a directory or a tar) are read;
 * compressed archives (``docker save | gzip``) are accepted;
-* every blob of an OCI layout is checked against its digest.
+* every blob of an OCI layout is checked against its digest;
+* an OCI layout's ref names may be bare tags (``v1``: the image is named after the
+  layout, ``busybox-v1.aci``) or whole references (``docker.io/library/busybox:1``, as
+  skopeo writes them: named after the reference); ``-image`` matches a bare tag only as
+  typed, so ``-image v1`` never picks ``latest``;
+* an ``index.json`` that lists one image's platforms itself is read as an index (the
+  platform is chosen); several differently named images still need ``-image``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import tarfile
 from collections.abc import Iterator, Mapping
@@ -37,7 +44,7 @@ from appc.docker.image import (
 )
 from appc.docker.reference import DockerReference, parse_reference
 from appc.docker.registry import MediaType
-from appc.errors import ImageError
+from appc.errors import ImageError, ValidationError
 
 __all__ = ["open_archive_image"]
 
@@ -47,6 +54,8 @@ def __dir__() -> list[str]:
 
 
 _SMALL = 16 * 1024 * 1024  # manifests, configs, indexes
+_TAG = re.compile(r"[\w][\w.-]{0,127}")  # a bare tag, as a ref name of an OCI layout
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
 
 class _Tree:
@@ -166,7 +175,7 @@ def _name_matches(candidate: str, wanted: DockerReference) -> bool:
     """Does the repo:tag *candidate* (as stored in an archive) name the image *wanted*?"""
     try:
         ref = parse_reference(candidate)
-    except Exception:
+    except ValidationError:
         return False
     return ref.repository == wanted.repository and ref.tag == wanted.tag
 
@@ -174,7 +183,7 @@ def _name_matches(candidate: str, wanted: DockerReference) -> bool:
 def _repository_of(name: str) -> str:
     try:
         return parse_reference(name).repository
-    except Exception:
+    except ValidationError:
         return name
 
 
@@ -255,7 +264,7 @@ def _docker_manifest(tree: _Tree, wanted: DockerReference | None) -> SourceImage
     if not isinstance(entries, list) or not entries:
         raise ImageError("no images found", source=tree.source)
     chosen = None
-    names = []
+    names: list[str] = []
     for entry in entries:
         tags = entry.get("RepoTags") or [] if isinstance(entry, Mapping) else []
         names.extend(str(t) for t in tags)
@@ -274,11 +283,16 @@ def _docker_manifest(tree: _Tree, wanted: DockerReference | None) -> SourceImage
         )
     config_name = str(chosen.get("Config", ""))
     config_bytes = tree.read(config_name)
-    config = json.loads(config_bytes)
-    diff_ids = config.get("rootfs", {}).get("diff_ids", []) if isinstance(config, Mapping) else []
+    try:
+        config = json.loads(config_bytes)
+    except ValueError:
+        raise ImageError(f"{config_name!r} is not valid JSON", source=tree.source) from None
     layer_names = chosen.get("Layers") or []
     if not isinstance(config, Mapping) or not isinstance(layer_names, list):
         raise ImageError("malformed manifest.json", source=tree.source)
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, Mapping) else None
+    diff_ids = diff_ids if isinstance(diff_ids, list) else []
     layers = []
     for index, name in enumerate(layer_names):
         layer_id = str(diff_ids[index]) if index < len(diff_ids) else f"layer{index}"
@@ -300,6 +314,45 @@ def _docker_manifest(tree: _Tree, wanted: DockerReference | None) -> SourceImage
     )
 
 
+def _ref_name(descriptor: Mapping[str, Any]) -> str:
+    annotations = descriptor.get("annotations")
+    if not isinstance(annotations, Mapping):
+        return ""
+    return str(annotations.get(REF_NAME_ANNOTATION, ""))
+
+
+def _ref_matches(ref_name: str, wanted: DockerReference) -> bool:
+    """Does an index entry's ref name name the image asked for with ``--image``?
+
+    A bare tag (``v1``) matches only as typed; a whole reference
+    (``docker.io/library/busybox:1``) also matches one of the same repository and tag.
+    """
+    if not ref_name:
+        return False
+    if ref_name == wanted.original:
+        return True
+    if _TAG.fullmatch(ref_name):
+        return False
+    try:
+        ref = parse_reference(ref_name)
+    except ValidationError:
+        return False
+    return ref.repository == wanted.repository and ref.tag == wanted.tag
+
+
+def _layout_reference(
+    ref_name: str, default_name: str, wanted: DockerReference | None
+) -> DockerReference:
+    """The name of an image of an OCI layout: the layout's own name (a file name up to its
+    first ``.``, as the original) with the ref name as tag, or the ref name itself when it
+    is a whole reference."""
+    if ref_name and not _TAG.fullmatch(ref_name):
+        with contextlib.suppress(ValidationError):
+            ref = parse_reference(ref_name)
+            return wanted or _archive_reference(ref.repository, ref.tag or "latest", None)
+    return _archive_reference(default_name, ref_name or "latest", None)
+
+
 def _oci_layout(
     tree: _Tree, wanted: DockerReference | None, platform: Platform, default_name: str
 ) -> SourceImage:
@@ -308,37 +361,28 @@ def _oci_layout(
         raise ImageError("malformed index.json", source=tree.source)
     descriptors = [d for d in index.get("manifests") or [] if isinstance(d, Mapping)]
     if wanted is not None:
-
-        def ref_name(d: Mapping[str, Any]) -> str:
-            annotations = d.get("annotations") if isinstance(d.get("annotations"), Mapping) else {}
-            assert isinstance(annotations, Mapping)
-            return str(annotations.get("org.opencontainers.image.ref.name", ""))
-
-        descriptors = [
-            d
-            for d in descriptors
-            if ref_name(d) in (wanted.tag, wanted.original, f"{wanted.repository}:{wanted.tag}")
-        ]
+        have = ", ".join(sorted({_ref_name(d) for d in descriptors} - {""})) or "none"
+        descriptors = [d for d in descriptors if _ref_matches(_ref_name(d), wanted)]
         if not descriptors:
             raise ImageError(
-                f"image {wanted.original!r} not found in the layout", source=tree.source
+                f"image {wanted.original!r} not found in the layout (have: {have})",
+                source=tree.source,
             )
-    if len(descriptors) > 1 and not all(is_index(str(d.get("mediaType", ""))) for d in descriptors):
-        names = [
-            str(
-                (d.get("annotations") or {}).get(
-                    "org.opencontainers.image.ref.name", d.get("digest")
-                )
-            )
-            for d in descriptors
-        ]
-        raise ImageError(
-            "several images found, use option --image with one of: " + ", ".join(names),
-            source=tree.source,
-        )
     if not descriptors:
         raise ImageError("no images found", source=tree.source)
-    descriptor: Mapping[str, Any] = descriptors[0]
+    names = {_ref_name(d) for d in descriptors}
+    if len(descriptors) == 1:
+        descriptor: Mapping[str, Any] = descriptors[0]
+    elif len(names) == 1 and all(isinstance(d.get("platform"), Mapping) for d in descriptors):
+        # index.json lists the platforms of one image itself: choose as in an index
+        descriptor = select_platform({"manifests": descriptors}, platform, tree.source)
+    else:
+        listed = [_ref_name(d) or str(d.get("digest")) for d in descriptors]
+        raise ImageError(
+            "several images found, use option --image with one of: " + ", ".join(listed),
+            source=tree.source,
+        )
+    reference = _layout_reference(_ref_name(descriptor), default_name, wanted)
     for _ in range(4):
         digest = check_digest(descriptor.get("digest"), tree.source)
         data = _verified_json(tree, digest)
@@ -361,27 +405,13 @@ def _oci_layout(
         )
         for d in layer_descriptors
     )
-    tag = (
-        wanted.tag
-        if wanted
-        else str(
-            (descriptors[0].get("annotations") or {}).get(
-                "org.opencontainers.image.ref.name", "latest"
-            )
-        )
-    )
-    return SourceImage(
-        config,
-        layers,
-        "v22",
-        str(config_descriptor["digest"]),
-        _archive_reference(default_name, tag, wanted),
-    )
+    return SourceImage(config, layers, "v22", str(config_descriptor["digest"]), reference)
 
 
 def _verified_json(tree: _Tree, digest: str) -> dict[str, Any]:
     data = tree.read(_blob_path(digest))
-    if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest and not digest.startswith("sha512:"):
+    algorithm = digest.partition(":")[0]
+    if f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}" != digest:
         raise ImageError(f"blob {digest} does not match its digest", source=tree.source)
     try:
         value = json.loads(data)

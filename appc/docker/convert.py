@@ -31,7 +31,7 @@ import os
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import attrs
 
@@ -105,7 +105,7 @@ def _open_layer(layer: ImageLayer) -> Iterator[ImageReader | None]:
             yield None  # an empty blob is an empty layer
             return
         try:
-            with ImageReader(_Rewound(head, blob)) as reader:
+            with ImageReader(cast(IO[bytes], _Rewound(head, blob))) as reader:
                 yield reader
         except ImageError as err:
             raise ImageError(err.message, source=where) from None
@@ -244,8 +244,7 @@ def _scan(image: SourceImage, log: Callable[[str], None]) -> _Tree:
                 _check_dev(path, info, where)
                 tree.ensure_parents(path, index)
                 if info.islnk():
-                    target = _clean(info.linkname, where)
-                    linked = tree.nodes.get(target or "")
+                    linked = tree.nodes.get(_clean(info.linkname, where) or "")
                     if linked is None or linked.is_dir:
                         raise ImageError(
                             f"hard link {path!r} to missing file {info.linkname!r}", source=where
@@ -333,9 +332,10 @@ def _write_squashed(
                     path, target = links[key]
                     writer.add(_output_header(info, path, linkname=f"rootfs/{target}"))
                     continue
-                path = writes.get(key)
-                if path is None:
+                written = writes.get(key)
+                if written is None:
                     continue
+                path = written
                 if info.isreg():
                     assert reader is not None
                     writer.add(_output_header(info, path), reader.member(info))
