@@ -7,11 +7,13 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-# Debian packages the demo and the tests use: Python itself, Go (examples, goaci),
-# gpg (signatures), a static busybox (runtime tests), the v2 registry and skopeo
-# (docker2aci, push), htpasswd (registry basic auth), openssl (test certificates).
-DEB_PACKAGES := python3 python3-venv python3-pip golang-go gnupg busybox-static \
-	docker-registry skopeo apache2-utils openssl util-linux iproute2 tar gzip xz-utils bzip2
+# Debian packages the demo and the tests use: Python itself, Go and a C toolchain
+# (examples, goaci with cgo), gpg (signatures), a static busybox (runtime tests), the v2
+# registry and skopeo (docker2aci, push), containerd and runc (running pushed images),
+# htpasswd (registry basic auth), openssl (test certificates), ip/iptables (pod networks).
+DEB_PACKAGES := python3 python3-venv python3-pip golang-go gcc libc6-dev gnupg busybox-static \
+	docker-registry skopeo containerd runc apache2-utils openssl util-linux iproute2 iptables \
+	tar gzip xz-utils bzip2 zstd
 
 .PHONY: demo test check lint typecheck unit bench bench-quick system-deps venv clean
 
