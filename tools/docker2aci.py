@@ -4,6 +4,12 @@
 ``docker2aci FILE`` reads a ``docker save`` archive, an OCI layout directory or an
 ``oci-archive``.  The original's flags and output (``reference/docker2aci.md`` §1), plus
 credentials, a CA file, platform selection and an output directory.
+
+Deliberate differences from the original: an argument without ``docker://`` that is not
+an existing file but reads as an image reference is fetched from its registry (the
+original took every such argument for a file); flags may follow the image (Go's flag
+package stops at the first argument); written ACIs get mode 0644 less the umask (the
+original's temporary files left them 0600).
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
 
-from appc_tools._cli import (
+from ._cli import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
@@ -23,6 +30,10 @@ from appc_tools._cli import (
     go_style,
     is_terminal,
 )
+
+if TYPE_CHECKING:
+    from appc.docker.auth import Credentials
+    from appc.docker.convert import ConvertResult
 
 __all__ = ["main"]
 
@@ -81,7 +92,7 @@ def _parser() -> ArgumentParser:
     return p
 
 
-def _credentials(args: argparse.Namespace) -> object:
+def _credentials(args: argparse.Namespace) -> Credentials | None:
     from appc.docker.auth import Credentials, credentials_from_string  # noqa: PLC0415
 
     if args.creds:
@@ -95,10 +106,9 @@ def _credentials(args: argparse.Namespace) -> object:
     return None
 
 
-def _print_summary(result: object, out: object) -> None:
-    manifest = result.manifest  # type: ignore[attr-defined]
-    write = out.write  # type: ignore[attr-defined]
-    app = manifest.app
+def _print_summary(result: ConvertResult, out: TextIO) -> None:
+    write = out.write
+    app = result.manifest.app
     if app is not None and app.mount_points:
         write("\nConverted volumes:\n")
         for mp in app.mount_points:
@@ -113,16 +123,20 @@ def _print_summary(result: object, out: object) -> None:
                 f"count: {port.count}, socketActivated: {str(port.socket_activated).lower()}\n"
             )
     write("\nGenerated ACI(s):\n")
-    for path in result.paths:  # type: ignore[attr-defined]
+    for path in result.paths:
         write(f"{os.path.normpath(path)}\n")
+
+
+_ARCHIVE_SUFFIXES = (".tar", ".tgz", ".gz", ".zst", ".xz", ".bz2", ".oci")
 
 
 def _is_remote(text: str) -> bool:
     """``docker://...`` is remote; an existing path is a file; anything else that parses as
-    an image reference is remote too (``docker2aci busybox:latest`` works without the prefix)."""
+    an image reference is remote too (``docker2aci busybox:latest`` works without the prefix),
+    unless it ends like an archive (a missing ``image.tar`` is a missing file)."""
     if text.startswith("docker://"):
         return True
-    if os.path.exists(text):
+    if os.path.exists(text) or text.endswith(_ARCHIVE_SUFFIXES):
         return False
     from appc.docker.reference import parse_reference  # noqa: PLC0415
     from appc.errors import ValidationError  # noqa: PLC0415
@@ -134,6 +148,10 @@ def _is_remote(text: str) -> bool:
     return True
 
 
+def _debug_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
 def _run(args: argparse.Namespace) -> int:
     from appc.docker.convert import ConvertOptions, convert_image  # noqa: PLC0415
     from appc.docker.image import Platform  # noqa: PLC0415
@@ -143,15 +161,17 @@ def _run(args: argparse.Namespace) -> int:
 
         raise ValidationError(f"unknown compression method: {args.compression}")
     platform = Platform(args.os, args.arch, args.variant)
-    log = (lambda line: sys.stderr.write(line + "\n")) if args.debug else None
+    log = _debug_line if args.debug else None
     options = ConvertOptions(squash=not args.nosquash, compression=args.compression, log=log)
     if _is_remote(args.image_arg):
         from appc.docker.reference import parse_reference  # noqa: PLC0415
         from appc.docker.registry import RegistryOptions  # noqa: PLC0415
         from appc.docker.remote import open_remote_image  # noqa: PLC0415
 
-        if args.image:
-            raise UsageError("flag --image works only with files.")
+        if args.image:  # the original's message and status (1, not a usage error)
+            from appc.errors import ValidationError  # noqa: PLC0415
+
+            raise ValidationError("flag --image works only with files.")
         reference = parse_reference(args.image_arg)
         credentials = _credentials(args)
         if credentials is None:
@@ -162,11 +182,11 @@ def _run(args: argparse.Namespace) -> int:
             insecure_allow_http=args.insecure_allow_http,
             insecure_skip_verify=args.insecure_skip_verify,
             ca_file=args.ca_file,
-            credentials=credentials,  # type: ignore[arg-type]
+            credentials=credentials,
         )
         progress = None
         if is_terminal(sys.stderr):
-            from appc_tools._progress import TerminalProgress  # noqa: PLC0415
+            from ._progress import TerminalProgress  # noqa: PLC0415
 
             progress = TerminalProgress(sys.stderr)
         if log:
