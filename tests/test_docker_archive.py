@@ -186,6 +186,25 @@ def test_skopeo_docker_archive(tmp_path: pathlib.Path) -> None:
     check_files(aci, whiteout().files)
 
 
+def test_nosquash_classic_docker_save(tmp_path: pathlib.Path) -> None:
+    """V1-style layer ACIs from a file: ``<repo>-<tag>[-os-arch]-<n>.aci``, base first."""
+    image = whiteout()
+    path = di.write_docker_save(image, tmp_path / "save.tar", layout="repositories")
+    result = convert_archive(path, tmp_path / "out", squash=False)
+    arch = di.host_platform()[1]
+    assert [pathlib.Path(p).name for p in result.paths] == [
+        "library-whiteouts-latest-3.aci",
+        "library-whiteouts-latest-2.aci",
+        "library-whiteouts-latest-1.aci",
+        f"library-whiteouts-latest-linux-{arch}-0.aci",
+    ]
+    v1 = image.v1_layers()
+    docs = [json.loads(validate_archive(p).manifest.to_json()) for p in result.paths]
+    assert [d["name"] for d in docs] == [f"library/whiteouts-{layer_id}" for layer_id, _ in v1]
+    assert docs[-1]["dependencies"][0]["imageName"] == docs[-2]["name"]
+    assert docs[-1]["pathWhitelist"][:-4] == sorted("/" + p for p in image.files)
+
+
 # --------------------------------------------------------------------------- OCI layouts
 
 
@@ -249,6 +268,9 @@ def test_oci_layout_with_several_tags(tmp_path: pathlib.Path) -> None:
         convert_archive(
             layout, tmp_path / "none", image="multi", platform=Platform("linux", "s390x")
         )
+    layout = di.write_oci_layout({"V1": busybox()}, tmp_path / "repo")  # a tag with a capital
+    name, _ = _convert(layout, tmp_path / "caps", image="V1")
+    assert name == "repo-V1.aci"
     with pytest.raises(ImageError, match="'nope' not found"):
         convert_archive(layout, tmp_path / "none", image="nope")
 

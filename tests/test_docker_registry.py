@@ -39,6 +39,7 @@ from tests.registry_fixtures import (
     push,
     push_list,
     put_manifest,
+    skopeo_copy,
     upload_blob,
 )
 from tests.test_docker_common import (
@@ -363,6 +364,76 @@ def test_unknown_image_and_tag(registry: Registry, tmp_path: pathlib.Path) -> No
     assert dir_listing(tmp_path) == []
 
 
+# --------------------------------------------------------------------------- skopeo
+
+
+@pytest.mark.parametrize("fmt", ["v2s2", "v2s1", "oci"])
+def test_image_pushed_by_skopeo(registry: Registry, tmp_path: pathlib.Path, fmt: str) -> None:
+    """skopeo, an independent client, writes the manifest (and for v2s1 signs it)."""
+    img = image("whiteout")
+    layout = di.write_oci_layout(img, tmp_path / "layout", "v1")
+    repo = f"reg/skopeo-{fmt}"
+    skopeo_copy(f"oci:{layout}:v1", registry.ref(repo, "v1"), format=fmt, dest_registry=registry)
+    result = convert_remote(registry.ref(repo, "v1"), tmp_path / "out")
+    aci = read_aci(result.paths[0])
+    check_files(aci, img.files)
+    assert aci.manifest["app"]["exec"] == ["/bin/tool"]
+    media_type = {
+        "v2s2": di.DOCKER_SCHEMA2,
+        "v2s1": di.DOCKER_SCHEMA1_SIGNED,
+        "oci": di.OCI_MANIFEST,
+    }[fmt]
+    digest = registry.get_manifest(repo, "v1", media_type).headers["Docker-Content-Digest"]
+    assert annotations(aci.manifest)["appc.io/docker/manifesthash"] == digest
+
+
+def test_schema1_with_empty_layers_from_skopeo(registry: Registry, tmp_path: pathlib.Path) -> None:
+    """skopeo's v2s1 adds the empty gzip layer (``a3ed95…``) for history entries without a
+    layer: one blob shared by several layers, each with its own v1 id."""
+    img = image("whiteout")
+    history = img.config["history"]
+    empty = {"created": "2020-09-13T12:26:40Z", "created_by": "ENV A=1", "empty_layer": True}
+    layout = di.write_oci_layout(
+        img.with_config(history=[history[0], empty, *history[1:], empty]), tmp_path / "layout", "v1"
+    )
+    skopeo_copy(
+        f"oci:{layout}:v1",
+        registry.ref("reg/skopeo-empty", "v1"),
+        format="v2s1",
+        dest_registry=registry,
+    )
+    manifest = registry.get_manifest("reg/skopeo-empty", "v1", di.DOCKER_SCHEMA1_SIGNED).json()
+    sums = [layer["blobSum"] for layer in manifest["fsLayers"]]
+    assert len(sums) == 6 and sums[0] == sums[4]
+    result = convert_remote(registry.ref("reg/skopeo-empty", "v1"), tmp_path / "squash")
+    check_files(read_aci(result.paths[0]), img.files)
+    result = convert_remote(
+        registry.ref("reg/skopeo-empty", "v1"), tmp_path / "layers", squash=False
+    )
+    assert len(result.paths) == 6
+    names = [validate_archive(p).manifest.name for p in result.paths]
+    assert len(set(names)) == 6
+
+
+def test_image_pushed_by_skopeo_to_token_registry(
+    token_registry: Registry, token_server: TokenServer, tmp_path: pathlib.Path
+) -> None:
+    img = image("busybox")
+    layout = di.write_oci_layout(img, tmp_path / "layout", "v1")
+    with token_server.settings(require_basic=True):
+        skopeo_copy(
+            f"oci:{layout}:v1",
+            token_registry.ref("reg/skopeo-token", "v1"),
+            format="v2s2",
+            dest_registry=token_registry,
+        )
+        options = RegistryOptions(insecure_allow_http=True, credentials=_creds(token_registry))
+        result = convert_remote(
+            token_registry.ref("reg/skopeo-token", "v1"), tmp_path / "out", options=options
+        )
+    check_files(read_aci(result.paths[0]), img.files)
+
+
 # --------------------------------------------------------------------------- bad content
 
 
@@ -447,6 +518,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             fault = proxy.fault(self.path, count) if is_blob else None
             if is_blob and proxy.delay:
                 time.sleep(proxy.delay)
+            if fault == "429":
+                self._reply(429, {"Retry-After": "0"}, b"slow down")
+                return
             if fault == "500":
                 self._reply(
                     500,
@@ -594,12 +668,13 @@ def test_retries_after_500_and_dropped_connections(
 ) -> None:
     img = image("whiteout")
     push(registry, "reg/flaky", "v1", img)
-    faults = {1: "500", 2: "drop"}
+    faults = {1: "429", 2: "500", 3: "drop"}
     proxy.fault = lambda path, n: faults.get(n)
-    result = convert_remote(proxy.ref("reg/flaky", "v1"), tmp_path, options=FAST)
+    options = RegistryOptions(insecure_allow_http=True, retries=3, backoff=0.01)
+    result = convert_remote(proxy.ref("reg/flaky", "v1"), tmp_path, options=options)
     check_files(read_aci(result.paths[0]), img.files)
     blob_paths = [p for p in proxy.counts if "/blobs/" in p]
-    assert blob_paths and all(proxy.counts[p] == 3 for p in blob_paths)
+    assert blob_paths and all(proxy.counts[p] == 4 for p in blob_paths)
 
 
 @pytest.mark.parametrize("fault", ["truncate", "short", "corrupt", "500"])
@@ -633,7 +708,7 @@ def test_persistent_blob_failures(
 def test_parallel_layer_downloads(
     registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path
 ) -> None:
-    img = di.big_image(12, tmp_path / "blobs", layers=4, seed=3)
+    img = di.big_image(20, tmp_path / "blobs", layers=4, seed=3)
     push(registry, "reg/parallel", "v1", img)
     proxy.delay = 0.3
     events: list[tuple[str, str]] = []

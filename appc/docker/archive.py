@@ -168,7 +168,16 @@ def _blob_path(digest: str) -> str:
 
 
 def _wanted(image: str | None) -> DockerReference | None:
-    return None if image is None else parse_reference(image)
+    """``--image`` parsed as a reference; a bare tag that is no valid name (``V1``: OCI
+    ref names may have capitals) is kept as typed, to match ref names exactly."""
+    if image is None:
+        return None
+    try:
+        return parse_reference(image)
+    except ValidationError:
+        if not _TAG.fullmatch(image):
+            raise
+        return DockerReference("", "", "", original=image, explicit_registry=False)
 
 
 def _name_matches(candidate: str, wanted: DockerReference) -> bool:
@@ -214,7 +223,7 @@ def _classic(tree: _Tree, wanted: DockerReference | None) -> SourceImage:
         repository, tag = wanted.repository, wanted.tag or "latest"
         if repository not in normalized:
             raise ImageError(
-                f"image {repository!r} not found (have: {', '.join(sorted(normalized))})",
+                f"image {wanted.original!r} not found (have: {', '.join(sorted(normalized))})",
                 source=tree.source,
             )
         tags = normalized[repository]
@@ -278,8 +287,10 @@ def _docker_manifest(tree: _Tree, wanted: DockerReference | None) -> SourceImage
             )
         chosen = entries[0]
     if not isinstance(chosen, Mapping):
+        wanted_text = wanted.original if wanted is not None else ""
         raise ImageError(
-            f"image not found (have: {', '.join(names) or 'none'})", source=tree.source
+            f"image {wanted_text!r} not found (have: {', '.join(names) or 'none'})",
+            source=tree.source,
         )
     config_name = str(chosen.get("Config", ""))
     config_bytes = tree.read(config_name)
