@@ -20,9 +20,11 @@ file while both digests (compressed and uncompressed) are computed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import tarfile
 import tempfile
 import zlib
@@ -32,13 +34,14 @@ from typing import IO, Any
 import attrs
 
 from appc.aci.read import ImageReader, clean_name
-from appc.aci.validate import EntryChecker
+from appc.aci.validate import EntryChecker, image_manifest
 from appc.aci.write import tar_header
-from appc.errors import ImageError
+from appc.errors import ImageError, ValidationError
 from appc.types.labels import to_go_os_arch
 
 __all__ = [
     "ANNOTATION_PREFIX",
+    "HISTORY_CREATED_BY",
     "LABEL_PREFIX",
     "MANIFEST_LABEL",
     "MEDIA_CONFIG",
@@ -70,6 +73,9 @@ LABEL_PREFIX = "org.appc.label."
 ANNOTATION_PREFIX = "org.appc.annotation."
 #: The OCI label holding the original appc image manifest (JSON).
 MANIFEST_LABEL = "org.appc.manifest"
+#: The ``created_by`` of each history entry (one per layer): an image built on top of
+#: ours by another tool has entries of its own, and no longer matches the carried manifest.
+HISTORY_CREATED_BY = "appc: layer from an App Container Image"
 _BLOCK = tarfile.BLOCKSIZE
 
 
@@ -157,6 +163,35 @@ class _LayerWriter:
         self.size += len(tail)
 
 
+def _layer_path(name: str) -> str:
+    """The path in the layer of an ACI entry under ``rootfs/``."""
+    return name[len("rootfs/") :]
+
+
+def _carriers(
+    source: str | os.PathLike[str] | IO[bytes], allowed: Sequence[frozenset[str]]
+) -> dict[str, str]:
+    """A first pass over a filtered image: ``{dropped entry: kept hard link}`` for each
+    entry the whitelists drop while a hard link to it is kept (the link's path then
+    carries the entry's data, as rendering copies it)."""
+    origin: dict[str, str] = {}  # entry -> the entry it is a hard link to, resolved
+    carriers: dict[str, str] = {}
+    with ImageReader(source) as image:
+        for info, name in image.entries():
+            if not name.startswith("rootfs/") or info.isdir():
+                continue
+            path = _layer_path(name)
+            if not info.islnk():
+                origin[path] = path
+                continue
+            root = origin.get(_layer_path(clean_name(info.linkname)), "")
+            origin[path] = root
+            kept = all(path in w for w in allowed)
+            if kept and root and not all(root in w for w in allowed):
+                carriers.setdefault(root, path)
+    return carriers
+
+
 def layer_from_aci(
     source: str | os.PathLike[str] | IO[bytes],
     directory: str,
@@ -166,19 +201,33 @@ def layer_from_aci(
 ) -> tuple[Blob, str, Any]:
     """Write the ``rootfs/`` of one ACI as a gzip OCI layer into *directory*.
 
+    Hard links point at the first kept entry of their file; when the whitelists drop
+    the file a kept link points to, the first such link carries the data (a regular
+    file), as rendering copies it.  That needs a first pass over the image: a stream
+    *source* must then be seekable.
+
     :param whitelists: rootfs-relative path sets (no leading ``/``); a non-directory
         entry is kept only if every set holds it (the image's own ``pathWhitelist`` and
         those of the images that depend on it).
     :returns: the layer blob, its diff ID and the image manifest.
-    :raises ImageError: an invalid archive (it is checked as it streams).
+    :raises ImageError: an invalid archive (it is checked as it streams), or a name an
+        OCI runtime would take for a whiteout (``.wh.*``).
     """
     allowed = [w for w in whitelists if w]
+    carriers: dict[str, str] = {}
+    if allowed:
+        start = None if isinstance(source, (str, os.PathLike)) else source.tell()
+        carriers = _carriers(source, allowed)
+        if start is not None:
+            assert not isinstance(source, (str, os.PathLike))
+            source.seek(start)
     fd, path = tempfile.mkstemp(prefix="layer-", suffix=".tar.gz", dir=directory)
     manifest_bytes = b""
     try:
         with os.fdopen(fd, "wb") as out, ImageReader(source) as image:
             writer = _LayerWriter(out, level)
             checker = EntryChecker(str(image.source))
+            written: dict[str, str | None] = {}  # entry -> where its file is in the layer
             for info, name in image.entries():
                 checker.check(info, name)
                 if name == "manifest":
@@ -186,12 +235,29 @@ def layer_from_aci(
                     continue
                 if name in ("rootfs", "."):
                     continue
-                path_in_layer = name[len("rootfs/") :]
-                if not info.isdir() and not all(path_in_layer in w for w in allowed):
-                    continue
+                path_in_layer = _layer_path(name)
+                if posixpath.basename(path_in_layer).startswith(".wh."):
+                    raise ImageError(
+                        f"{name!r}: an OCI runtime would take this name for a whiteout",
+                        source=str(image.source),
+                    )
                 changes: dict[str, Any] = {"name": path_in_layer}
-                if info.islnk():
-                    changes["linkname"] = clean_name(info.linkname)[len("rootfs/") :]
+                if not info.isdir():
+                    kept = all(path_in_layer in w for w in allowed)
+                    if info.islnk():
+                        # the file this link shares: where it is in the layer, if anywhere
+                        target = written.get(_layer_path(clean_name(info.linkname)))
+                        written[path_in_layer] = target
+                        if not kept or target is None or target == path_in_layer:
+                            continue  # dropped, or the carrier of a dropped file (written)
+                        changes["linkname"] = target
+                    elif kept:
+                        written[path_in_layer] = path_in_layer
+                    elif path_in_layer in carriers:
+                        changes["name"] = written[path_in_layer] = carriers[path_in_layer]
+                    else:
+                        written[path_in_layer] = None
+                        continue
                 header = info.replace(deep=False, **changes)
                 header.pax_headers = {
                     k: v for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr.")
@@ -200,12 +266,10 @@ def layer_from_aci(
             image.finish()
             checker.finish()
             writer.close()
+            manifest = image_manifest(manifest_bytes, str(image.source))
     except BaseException:
         os.unlink(path)
         raise
-    from appc.schema.image import ImageManifest  # noqa: PLC0415
-
-    manifest = ImageManifest.from_json(manifest_bytes)
     final = os.path.join(directory, writer.digest.hexdigest())
     os.replace(path, final)
     blob = Blob("sha256:" + writer.digest.hexdigest(), writer.size, MEDIA_LAYER_GZIP, path=final)
@@ -213,10 +277,19 @@ def layer_from_aci(
 
 
 def _platform(manifest: Any) -> dict[str, str]:
-    os_, arch = manifest.labels.get("os"), manifest.labels.get("arch")
-    if not os_ or not arch:
-        return {"os": os_ or "linux", "architecture": arch or "amd64"}
-    goos, goarch, goarm = to_go_os_arch(os_, arch)
+    """The OCI platform of an image from its ``os``/``arch`` labels (Go names; linux and
+    amd64 stand in for a missing label).
+
+    :raises ImageError: an os/arch pair without an OCI (Go) name (``armv7b``).
+    """
+    os_ = manifest.labels.get("os") or "linux"
+    arch = manifest.labels.get("arch")
+    if not arch:
+        return {"os": os_, "architecture": "amd64"}
+    try:
+        goos, goarch, goarm = to_go_os_arch(os_, arch)
+    except ValidationError as err:
+        raise ImageError(f"no OCI platform for the image's os/arch: {err}") from None
     platform = {"os": goos, "architecture": goarch}
     if goarm:
         platform["variant"] = f"v{goarm}"
@@ -230,7 +303,9 @@ def image_config(
 ) -> dict[str, Any]:
     """The OCI image config of an appc *manifest* whose layers have *diff_ids* (base first)."""
     config: dict[str, Any] = {}
-    labels: dict[str, str] = {f"{LABEL_PREFIX}{label.name}": label.value for label in manifest.labels}
+    labels: dict[str, str] = {
+        f"{LABEL_PREFIX}{label.name}": label.value for label in manifest.labels
+    }
     labels.update({f"{ANNOTATION_PREFIX}{a.name}": a.value for a in manifest.annotations})
     labels[MANIFEST_LABEL] = manifest.to_json()
     app = manifest.app
@@ -258,9 +333,9 @@ def image_config(
         document["created"] = created
     document["config"] = config
     document["rootfs"] = {"type": "layers", "diff_ids": list(diff_ids)}
-    document["history"] = [
-        {"created_by": "appc: layer from an App Container Image", "comment": str(manifest.name)}
-    ] * len(diff_ids)
+    document["history"] = [{"created_by": HISTORY_CREATED_BY, "comment": str(manifest.name)}] * len(
+        diff_ids
+    )
     return document
 
 
@@ -350,13 +425,16 @@ def oci_image_from_aci(
     """
     from appc.aci.read import read_manifest  # noqa: PLC0415
 
-    manifest = read_manifest(path)
+    try:
+        manifest = read_manifest(path)
+    except ValidationError as err:
+        raise ImageError(
+            f"image manifest validation failed: {err}", source=os.fspath(path)
+        ) from None
     if not manifest.dependencies:
+        whitelist = {posixpath.normpath("/" + p).lstrip("/") for p in manifest.path_whitelist}
         return build_oci_image(
-            [(path, [frozenset(p.lstrip("/") for p in manifest.path_whitelist)])],
-            directory,
-            level=level,
-            log=log,
+            [(path, [frozenset(whitelist - {""})])], directory, level=level, log=log
         )
     if store is None:
         raise ImageError(
@@ -366,7 +444,9 @@ def oci_image_from_aci(
     from appc.store import dependency_list  # noqa: PLC0415
 
     stored = store.import_image(path)
-    chain: list[tuple[Any, Iterable[frozenset[str]]]] = []
-    for dependency in reversed(dependency_list(store, stored.key)):
-        chain.append((store.open_blob(dependency.key), dependency.whitelists))
-    return build_oci_image(chain, directory, level=level, log=log)
+    with contextlib.ExitStack() as blobs:
+        chain: list[tuple[Any, Iterable[frozenset[str]]]] = [
+            (blobs.enter_context(store.open_blob(dependency.key)), dependency.whitelists)
+            for dependency in reversed(dependency_list(store, stored.key))
+        ]
+        return build_oci_image(chain, directory, level=level, log=log)
