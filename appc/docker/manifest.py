@@ -227,23 +227,48 @@ def _annotations(
     return [(k, str(v)) for k, v in pairs if v]
 
 
+#: The run-config fields ``actool push`` derives from the manifest (see
+#: :func:`appc.oci.image.image_config`); ``Cmd`` is never set by it.
+_DERIVED_FIELDS = ("Entrypoint", "Cmd", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes")
+
+
 def carried_manifest(image: SourceImage) -> ImageManifest | None:
     """The appc manifest an image pushed by ``actool push`` carries (OCI label
     ``org.appc.manifest``), so that converting it back gives the original manifest.
 
     Its dependencies and path whitelist are dropped: the squashed ACI already holds the
-    files of its dependencies.  A label that does not hold a valid manifest is ignored
-    (the image is then converted from its configuration as any other).
+    files of its dependencies.  The label is used only while the image is still the one
+    pushed: one history entry of ``actool push`` per layer and no other, and a run
+    configuration and labels equal to those derived from the carried manifest.  An image
+    built on top of it (``FROM`` in a Dockerfile inherits the label) or with a changed
+    configuration, or a label that does not hold a valid manifest, is converted from its
+    configuration as any other.
     """
-    from appc.oci.image import MANIFEST_LABEL  # noqa: PLC0415
+    from appc.oci.image import HISTORY_CREATED_BY, MANIFEST_LABEL, image_config  # noqa: PLC0415
 
-    labels = image.container_config.get("Labels")
+    container = image.container_config
+    labels = container.get("Labels")
     text = labels.get(MANIFEST_LABEL) if isinstance(labels, Mapping) else None
     if not isinstance(text, str):
         return None
     try:
         manifest = ImageManifest.from_json(text)
     except ValidationError:
+        return None
+    history = image.config.get("history")
+    if (
+        not isinstance(history, list)
+        or len(history) != len(image.layers)
+        or not all(
+            isinstance(entry, Mapping)
+            and entry.get("created_by") == HISTORY_CREATED_BY
+            and not entry.get("empty_layer")
+            for entry in history
+        )
+    ):
+        return None
+    expected = image_config(manifest, ())["config"]
+    if any(container.get(key) != expected.get(key) for key in (*_DERIVED_FIELDS, "Labels")):
         return None
     return attrs.evolve(manifest, dependencies=(), path_whitelist=())
 
