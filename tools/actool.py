@@ -424,18 +424,24 @@ def _oci_images(args: argparse.Namespace, paths: list[str], work: str) -> list[A
     from appc.aci.validate import validate_archive  # noqa: PLC0415
     from appc.oci.image import oci_image_from_aci  # noqa: PLC0415
 
+    if not 1 <= args.compression_level <= 9:
+        raise UsageError("--compression-level must be between 1 and 9")
     store = None
     if args.dir:
         from appc.store import ImageStore  # noqa: PLC0415
 
         store = ImageStore(args.dir)
+    log = (lambda line: sys.stderr.write(line + "\n")) if args.debug else None
     images = []
-    for path in paths:
-        validate_archive(path)
-        log = (lambda line: sys.stderr.write(line + "\n")) if args.debug else None
-        images.append(
-            oci_image_from_aci(path, work, store=store, level=args.compression_level, log=log)
-        )
+    try:
+        for path in paths:
+            validate_archive(path)
+            images.append(
+                oci_image_from_aci(path, work, store=store, level=args.compression_level, log=log)
+            )
+    finally:
+        if store is not None:
+            store.close()
     return images
 
 
@@ -472,9 +478,13 @@ def _run_push(args: argparse.Namespace) -> int:
     reference = parse_reference(args.args[-1])
     credentials = None
     if args.creds:
+        if args.username or args.password:
+            raise UsageError("--creds cannot be combined with --username/--password")
         credentials = credentials_from_string(args.creds)
-    elif args.username:
-        credentials = Credentials(args.username, args.password or "")
+    elif args.username or args.password:
+        if not (args.username and args.password is not None):
+            raise UsageError("--username and --password go together")
+        credentials = Credentials(args.username, args.password)
     else:
         credentials = load_docker_credentials(reference.credential_keys())
     options = RegistryOptions(
