@@ -16,6 +16,7 @@ import html.parser
 import re
 import urllib.parse
 from collections.abc import Mapping
+from typing import Generic, TypeVar
 
 import attrs
 import requests
@@ -64,9 +65,13 @@ class AppRequest:
 def parse_app_string(text: str) -> AppRequest:
     """Read ``name[:version][,label=value...]`` as the reference's ``NewAppFromString``.
 
-    ``:`` stands for ``,version=``; values may be URL-escaped (``%2C``).  Refused: more
-    than one ``:``, a ``:`` after the first ``,``, a repeated label (``:1.0,version=2``
-    too), a label name that is not an ACIdentifier, a bad name, bad ``%`` escapes.
+    ``:`` stands for ``,version=``.  The reference escapes each value before its query
+    parser reads the string back, so values come out exactly as typed (``+``, ``&``,
+    ``/``, ``?``, ``%`` included); label *names* are unescaped by that parser
+    (``%6Fs`` is ``os``).  Refused: more than one ``:``, a ``:`` after the first ``,``,
+    a repeated label (``:1.0,version=2``, or a label called ``name``), a label without
+    ``=``, a label name that is not an ACIdentifier, a bad name, bad ``%`` escapes in a
+    label name.
 
     >>> parse_app_string("example.com/app:1.0,os=linux").labels
     {'version': '1.0', 'os': 'linux'}
@@ -85,11 +90,11 @@ def parse_app_string(text: str) -> AppRequest:
         key, sep, value = part.partition("=")
         if not sep:
             raise ValidationError(f"label {part!r} has no value in {text!r}", value=text)
-        if re.search(r"%(?![0-9A-Fa-f]{2})", part):
-            raise ValidationError(f"invalid URL escape in {part!r}", value=text)
-        key, value = urllib.parse.unquote(key), urllib.parse.unquote(value)
+        if re.search(r"%(?![0-9A-Fa-f]{2})", key):
+            raise ValidationError(f"invalid URL escape in label name {key!r}", value=text)
+        key = urllib.parse.unquote_plus(key)
         ACIdentifier(key)
-        if key in labels:
+        if key in labels or key == "name":
             raise ValidationError(f"label {key!r} given more than once in {text!r}", value=text)
         labels[key] = value
     return AppRequest(ACIdentifier(name), labels)
@@ -104,15 +109,29 @@ class MetaTag:
     content: str
 
 
+# Elements whose content is text, not markup, in a browser's (and Go's) tokenizer, beyond
+# the ``script`` and ``style`` that html.parser knows: a meta tag inside is no tag.
+_RAW_TEXT = frozenset({"title", "textarea", "xmp", "iframe", "noembed", "noframes", "noscript"})
+
+
 class _MetaParser(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[MetaTag] = []
 
-    def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _RAW_TEXT:
+            self.set_cdata_mode(tag)
+        else:
+            self._meta(tag, attrs)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._meta(tag, attrs)
+
+    def _meta(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag != "meta":
             return
-        attributes = {k.lower(): v or "" for k, v in attrs_list}
+        attributes = {k.lower(): v or "" for k, v in attrs}
         name = attributes.get("name", "")
         if not name.startswith("ac-"):
             return
@@ -120,8 +139,6 @@ class _MetaParser(html.parser.HTMLParser):
         rest = rest.strip()
         if prefix and rest:
             self.tags.append(MetaTag(name, prefix, rest))
-
-    handle_startendtag = handle_starttag
 
 
 def parse_meta_tags(page: str) -> list[MetaTag]:
@@ -230,49 +247,68 @@ class _Pages:
         return cached
 
     def _fetch(self, prefix: str) -> list[MetaTag]:
+        # As the reference: HTTPS, then (when allowed) HTTP after any failure; the error
+        # kept is the last one, and a non-200 answer is "expected a 200 OK got N".
         schemes = ["https", "http"] if self.options.insecure_http else ["https"]
-        errors = []
+        error = ""
         for scheme in schemes:
             url = _url(prefix, scheme, self.options.port)
             try:
                 response = self.transport.send("GET", url, stream=True)
             except FetchError as err:
-                errors.append(str(err))
+                error = str(err)
                 continue
             except requests.exceptions.RequestException as err:
-                errors.append(f"{url}: {reason(err)}")
+                error = f"{url}: {reason(err)}"
                 continue
             try:
                 if response.status_code != 200:
-                    errors.append(f"{url}: expected a 200 OK got {response.status_code}")
+                    error = f"expected a 200 OK got {response.status_code}"
                     continue
                 body = response.raw.read(_MAX_PAGE + 1, decode_content=True)
                 if len(body) > _MAX_PAGE:
-                    errors.append(f"{url}: page larger than {_MAX_PAGE} bytes")
+                    error = f"{url}: page larger than {_MAX_PAGE} bytes"
                     continue
             except requests.exceptions.RequestException as err:
-                errors.append(f"{url}: {reason(err)}")
+                error = f"{url}: {reason(err)}"
                 continue
-            except Exception as err:  # noqa: BLE001 - urllib3 read errors vary; report, walk on
-                errors.append(f"{url}: {err}")
+            except Exception as err:
+                error = f"{url}: {err}"
                 continue
             finally:
                 response.close()
             return parse_meta_tags(body.decode(response.encoding or "utf-8", errors="replace"))
-        raise FetchError("; ".join(errors))
+        raise FetchError(error)
 
 
-def _walk_endpoints(
-    pages: _Pages, request: AppRequest
-) -> tuple[list[ACIEndpoint], list[tuple[str, str]]]:
-    attempts = []
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class _Walk(Generic[_T]):
+    """One walk up the name's prefixes: what it found, the levels that failed (the
+    reference's "failed attempts"), and the levels read without anything usable."""
+
+    found: list[_T]
+    attempts: list[tuple[str, str]]
+    levels: list[tuple[str, str]]  # every level tried and why it gave nothing, in order
+
+    def explain(self) -> str:
+        """Every level's story, for the error message."""
+        return "; ".join(f"{p}: {e}" for p, e in self.levels)
+
+
+def _walk_endpoints(pages: _Pages, request: AppRequest) -> _Walk[ACIEndpoint]:
+    attempts: list[tuple[str, str]] = []
+    levels: list[tuple[str, str]] = []
     for prefix in _prefixes(str(request.name)):
         try:
             tags = pages.tags(prefix)
         except FetchError as err:
             attempts.append((prefix, str(err)))
+            levels.append((prefix, str(err)))
             continue
-        endpoints = []
+        endpoints: list[ACIEndpoint] = []
         for tag in tags:
             if tag.kind != "ac-discovery" or not str(request.name).startswith(tag.prefix):
                 continue
@@ -281,18 +317,21 @@ def _walk_endpoints(
             if aci is not None and asc is not None:
                 endpoints.append(ACIEndpoint(aci, asc))
         if endpoints:
-            return endpoints, attempts
-        attempts.append((prefix, "no usable ac-discovery template"))
-    return [], attempts
+            return _Walk(endpoints, attempts, levels)
+        # A page read without a usable template is not a failed attempt: walk on.
+        levels.append((prefix, "no usable ac-discovery meta tag"))
+    return _Walk([], attempts, levels)
 
 
-def _walk_keys(pages: _Pages, name: str) -> tuple[list[str], list[tuple[str, str]]]:
-    attempts = []
+def _walk_keys(pages: _Pages, name: str) -> _Walk[str]:
+    attempts: list[tuple[str, str]] = []
+    levels: list[tuple[str, str]] = []
     for prefix in _prefixes(name):
         try:
             tags = pages.tags(prefix)
         except FetchError as err:
             attempts.append((prefix, str(err)))
+            levels.append((prefix, str(err)))
             continue
         keys = [
             t.content
@@ -300,9 +339,9 @@ def _walk_keys(pages: _Pages, name: str) -> tuple[list[str], list[tuple[str, str
             if t.kind == "ac-discovery-pubkeys" and name.startswith(t.prefix)
         ]
         if keys:
-            return keys, attempts
-        attempts.append((prefix, "no ac-discovery-pubkeys tag"))
-    return [], attempts
+            return _Walk(keys, attempts, levels)
+        levels.append((prefix, "no ac-discovery-pubkeys meta tag"))
+    return _Walk([], attempts, levels)
 
 
 def discover(
@@ -315,19 +354,27 @@ def discover(
     """Discover where *request* can be fetched, and which keys sign it.
 
     :param endpoints: walk for image endpoints; :param public_keys: walk for keys.
-    :raises DiscoveryError: ``discovery failed`` when a requested walk finds nothing;
-        the error lists every attempt.
+    Both walks together fail only when no endpoint is found (the caller judges a
+    missing key); a walk for keys alone fails when it finds none.
+
+    :raises DiscoveryError: ``discovery failed``; the message tells each level's story
+        and ``attempts`` holds the failed ones (prefix, reason) as the reference reports
+        them: a page that was read but held nothing usable is not a failed attempt.
     """
     pages = _Pages(options or DiscoveryOptions())
     try:
-        found, endpoint_attempts = _walk_endpoints(pages, request) if endpoints else ([], [])
-        keys, key_attempts = _walk_keys(pages, str(request.name)) if public_keys else ([], [])
+        found = _walk_endpoints(pages, request) if endpoints else _Walk([], [], [])
+        keys = _walk_keys(pages, str(request.name)) if public_keys else _Walk([], [], [])
     finally:
         pages.transport.close()
-    if (endpoints and not found) or (public_keys and not endpoints and not keys):
-        attempts = endpoint_attempts if endpoints else key_attempts
+    if endpoints and not found.found:
         raise DiscoveryError(
-            f"discovery failed for {request}: " + "; ".join(f"{p}: {e}" for p, e in attempts),
-            attempts=attempts,
+            f"discovery failed for {request}: {found.explain()}", attempts=found.attempts
         )
-    return DiscoveryResult(tuple(found), tuple(keys), tuple(endpoint_attempts), tuple(key_attempts))
+    if public_keys and not endpoints and not keys.found:
+        raise DiscoveryError(
+            f"discovery failed for {request}: {keys.explain()}", attempts=keys.attempts
+        )
+    return DiscoveryResult(
+        tuple(found.found), tuple(keys.found), tuple(found.attempts), tuple(keys.attempts)
+    )
