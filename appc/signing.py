@@ -62,6 +62,13 @@ def _private_gpg() -> Iterator[Any]:
         raise SignatureError("gpg is not installed (Debian package gnupg)")
     home = tempfile.mkdtemp(prefix="appc-gpg-")
     try:
+        # Never prompt (a passphrase comes from the caller or not at all), and protect
+        # imported secret keys with the cheapest key derivation: this keyring is deleted
+        # in a moment, and the agent's calibration of a strong one takes seconds.
+        with open(os.path.join(home, "gpg.conf"), "w", encoding="ascii") as conf:
+            conf.write("pinentry-mode loopback\n")
+        with open(os.path.join(home, "gpg-agent.conf"), "w", encoding="ascii") as conf:
+            conf.write("s2k-count 65536\nallow-loopback-pinentry\n")
         gpg = gnupg.GPG(gnupghome=home)
         gpg.encoding = "utf-8"
         yield gpg
@@ -169,8 +176,20 @@ def sign_file(
                 data, keyid=chosen, detach=True, binary=False, passphrase=passphrase
             )
         if not result.data:
-            raise SignatureError(
-                f"signing failed: {result.status or result.stderr.strip().splitlines()[-1:]}"
-            )
+            raise SignatureError(f"signing failed: {_sign_failure(result, passphrase)}")
         signature: bytes = result.data
         return signature
+
+
+def _sign_failure(result: Any, passphrase: str | None) -> str:
+    """Why gpg did not sign, in a few words (never the passphrase: gpg does not echo it)."""
+    lines = [
+        line[len("gpg: ") :]
+        for line in (result.stderr or "").splitlines()
+        if line.startswith("gpg: ")
+    ]
+    detail = lines[-1] if lines else (result.status or "gpg failed")
+    detail = detail.removeprefix("signing failed: ")
+    if passphrase is None and ("batchmode" in detail or "No passphrase" in detail):
+        return "the secret key needs a passphrase"
+    return "bad passphrase" if detail == "Bad passphrase" else detail
