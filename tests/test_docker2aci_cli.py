@@ -373,6 +373,34 @@ def test_failures_leave_nothing(
             _no_leftovers(cwd)
 
 
+def test_bad_output_directories(
+    tmp_path: pathlib.Path, cwd: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = di.write_oci_layout(di.empty_config_image(), tmp_path / "layout", "v1")
+    (cwd / "afile").write_text("x")
+    for out, message in [
+        ("afile", "afile: cannot create directory: a file is in the way"),
+        ("afile/sub", "afile: cannot create directory: a file is in the way"),
+        ("/proc/nope/out", "/proc/nope: cannot create directory: No such file or directory"),
+    ]:
+        for extra in ([], ["-nosquash"]):
+            status, stdout, err = run(capsys, str(layout), "-o", out, *extra)
+            assert (status, stdout) == (1, "")
+            assert err == f"Error: {message}\n"
+    assert dir_listing(cwd) == ["afile"]
+
+
+def test_a_failed_conversion_removes_the_directories_it_made(
+    tmp_path: pathlib.Path, cwd: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = di.empty_config_image().with_config(config={"ExposedPorts": {"99999/tcp": {}}})
+    layout = di.write_oci_layout(image, tmp_path / "layout", "v1")
+    for extra in ([], ["-nosquash"]):
+        status, _, err = run(capsys, str(layout), "-o", "new/deeper", *extra)
+        assert status == 1 and "out of range" in err
+        _no_leftovers(cwd)
+
+
 def test_credentials_never_shown(
     tls_registry: Registry,
     token_registry: Registry,

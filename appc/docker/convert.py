@@ -373,19 +373,51 @@ def _squash(
 def convert_image(
     image: SourceImage, output_dir: str, options: ConvertOptions | None = None
 ) -> ConvertResult:
-    """Write *image* as ACI(s) into *output_dir*; files appear only once complete.
+    """Write *image* as ACI(s) into *output_dir* (made if missing); files appear only once complete.
 
-    :raises ImageError: a layer that cannot be read or applied, or a configuration
-        appc cannot express; nothing is left behind.
+    :raises ImageError: a layer that cannot be read or applied, a configuration appc
+        cannot express, an output directory that cannot be made; nothing is left behind
+        (not even the output directories this call made).
     """
     options = options or ConvertOptions()
     log = options.log or (lambda _: None)
-    os.makedirs(output_dir, exist_ok=True)
     if image.reference is None:
         raise ImageError("the image has no name")
-    if options.squash:
-        return _squash(image, os.path.join(output_dir, image.reference.output_name()), options, log)
-    from appc.docker.nosquash import convert_layers  # noqa: PLC0415
+    made: list[str] = []
+    try:
+        _make_directories(output_dir, made)
+        if options.squash:
+            output = os.path.join(output_dir, image.reference.output_name())
+            return _squash(image, output, options, log)
+        from appc.docker.nosquash import convert_layers  # noqa: PLC0415
 
-    paths, manifest = convert_layers(image, output_dir, options, log)
-    return ConvertResult(tuple(paths), manifest)
+        paths, manifest = convert_layers(image, output_dir, options, log)
+        return ConvertResult(tuple(paths), manifest)
+    except BaseException:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
+
+
+def _make_directories(directory: str, made: list[str]) -> None:
+    """``os.makedirs``, noting each directory created (so a failure can remove them)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if os.path.isdir(path):
+                continue  # made meanwhile by another process
+            raise ImageError("cannot create directory: a file is in the way", source=path) from None
+        except OSError as err:
+            raise ImageError(
+                f"cannot create directory: {err.strerror or err}", source=path
+            ) from None
+        made.append(path)

@@ -27,6 +27,7 @@ from appc.docker.convert import (
     ConvertOptions,
     _check_dev,
     _clean,
+    _make_directories,
     _open_layer,
     _output_header,
     layer_entries,
@@ -212,27 +213,6 @@ def _manifest_maker(
         )
 
     return make
-
-
-def _make_directories(directory: str, made: list[str]) -> None:
-    """``os.makedirs``, noting each directory created (so a failure can remove them)."""
-    missing = []
-    while directory and not os.path.isdir(directory):
-        missing.append(directory)
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise ImageError(
-                f"cannot create directory: {err.strerror or err}", source=path
-            ) from None
-        made.append(path)
 
 
 def convert_layers(
