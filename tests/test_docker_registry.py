@@ -232,6 +232,26 @@ def test_token_server_requiring_credentials(
             assert not (tmp_path / label).exists() or dir_listing(tmp_path / label) == []
 
 
+def test_private_repository_on_a_token_registry(
+    token_registry: Registry, token_server: TokenServer, tmp_path: pathlib.Path
+) -> None:
+    """Anonymous tokens that grant nothing: "authentication required", not "refused"."""
+    push(token_registry, "reg/private", "v1", image("empty"))
+
+    def grant(user: str | None, kind: str, name: str, actions: list[str]) -> list[str]:
+        return actions if user is not None else []
+
+    with token_server.settings(grant=grant):
+        with pytest.raises(FetchError, match="authentication required") as info:
+            convert_remote(token_registry.ref("reg/private", "v1"), tmp_path / "anonymous")
+        assert info.value.status == 401
+        options = RegistryOptions(insecure_allow_http=True, credentials=_creds(token_registry))
+        result = convert_remote(
+            token_registry.ref("reg/private", "v1"), tmp_path / "user", options=options
+        )
+        validate_archive(result.paths[0])
+
+
 def test_token_realm_over_http_needs_the_flag(token_registry: Registry) -> None:
     """A token registry behind HTTPS-only policy: the plain HTTP ping already fails clearly."""
     client = RegistryClient(token_registry.host, RegistryOptions())

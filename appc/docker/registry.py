@@ -218,13 +218,15 @@ class RegistryClient:
                 return False
             header = response.headers.get("WWW-Authenticate", "")
             response.close()
-            if challenged[0]:
+            if challenged[0] and self._credentials() is not None:
                 raise FetchError(
                     "unauthorized: the registry refused the credentials", url=url, status=401
                 )
-            challenged[0] = True
-            if self._answer_challenge(header, scope, url):
-                return True
+            if not challenged[0]:
+                challenged[0] = True
+                if self._answer_challenge(header, scope, url):
+                    return True
+            # no credentials, or an anonymous token that does not allow this
             raise FetchError(
                 "unauthorized: authentication required (give --username/--password, "
                 "--creds, or credentials in ~/.docker/config.json)",
