@@ -8,14 +8,15 @@ temporary directory first; the store import itself is atomic.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
 import shutil
 import tempfile
-import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -41,6 +42,8 @@ __all__ = [
     "PULL_POLICIES",
     "classify_image_argument",
     "host_os_arch",
+    "get_small",
+    "split_credentials",
 ]
 
 
@@ -233,8 +236,14 @@ class Fetcher:
         return self.store.import_image(path)
 
     def _fetch_url(self, url: str, signature: str | None) -> Any:
-        if self.options.pull_policy == "never":
-            raise StoreError(f"{url}: not fetching remote images with --pull-policy=never")
+        if self.options.pull_policy in ("never", "new"):
+            # rkt: an image downloaded from this URL before is used as it is.
+            shown = split_credentials(url)[0]
+            stored = self._stored_remote(shown)
+            if stored is not None:
+                return stored
+            if self.options.pull_policy == "never":
+                raise StoreError(f"{shown}: not in the store, and --pull-policy=never")
         sig_url = signature or _signature_location(url)
         with self._workdir() as work:
             return self._download_and_import(url, sig_url, work, expected=None, latest=False)
@@ -261,7 +270,7 @@ class Fetcher:
             ca_file=self.options.ca_file,
         )
         result = discover(request, discovery, public_keys=False)
-        errors = []
+        errors: list[AppcError] = []
         with self._workdir() as work:
             for endpoint in result.endpoints:
                 try:
@@ -272,11 +281,13 @@ class Fetcher:
                         expected=request,
                         latest=not asked_version,
                     )
+                except SignatureError:
+                    raise  # a security failure is final, not a reason to try elsewhere
                 except AppcError as err:
-                    errors.append(str(err))
-                    if isinstance(err, SignatureError):
-                        break  # a security failure is final, not a reason to try elsewhere
-        raise FetchError(f"cannot fetch {request}: " + "; ".join(errors))
+                    errors.append(err)
+        if len(errors) == 1:
+            raise errors[0]  # keep its class (ImageError, FetchError ...) and its message
+        raise FetchError(f"cannot fetch {request}: " + "; ".join(str(e) for e in errors))
 
     def _fetch_docker(self, reference: str) -> Any:
         if not self.options.insecure.image:
@@ -312,13 +323,20 @@ class Fetcher:
             shutil.rmtree(work, ignore_errors=True)
 
     def _verify(
-        self, aci_path: str, signature: bytes, expected: AppRequest | None
+        self, aci_path: str, signature: bytes, expected: AppRequest | None, *, source: str = ""
     ) -> SignerInfo | None:
+        """Check the image at *aci_path*: its manifest against *expected*, its signature
+        against the keys trusted for its name.  *source* names it in errors (its URL)."""
         from appc.aci.read import read_manifest  # noqa: PLC0415
 
-        manifest = read_manifest(aci_path)
+        try:
+            manifest = read_manifest(aci_path)
+        except ImageError as err:
+            if not source:
+                raise
+            raise ImageError(err.message, source=source) from None
         if expected is not None:
-            _check_matches(manifest, expected, aci_path)
+            _check_matches(manifest, expected, source or aci_path)
         if self.options.insecure.image:
             return None
         name = str(manifest.name)
@@ -347,7 +365,7 @@ class Fetcher:
         for url in result.public_keys:
             if not url.startswith("https://"):
                 continue
-            data = _get_small(https_only, url)
+            data = get_small(https_only, url)
             path, _ = self.keystore.add_prefix_key(name, data)
             self._log(f'Trusting "{url}" for prefix "{name}" without fingerprint review.')
             self._log(f'Added key for prefix "{name}" at "{path}"')
@@ -358,20 +376,20 @@ class Fetcher:
     ) -> Any:
         from appc.store import RemoteInfo  # noqa: PLC0415
 
-        cached = self.store.get_remote(aci_url) if self.options.pull_policy == "update" else None
-        if (
-            cached is not None
-            and cached.cache_max_age
-            and time.time() - cached.download_time.timestamp() < cached.cache_max_age
-        ):
-            with contextlib.suppress(StoreError):
-                stored = self.store.get(cached.blob_key)
-                self.store.touch(stored.key)
-                return stored
+        shown = split_credentials(aci_url)[0]  # for messages and the cache row
+        cached = self.store.get_remote(shown) if self.options.pull_policy == "update" else None
+        if cached is not None and cached.is_fresh():
+            stored = self._stored_remote(shown)
+            if stored is not None:
+                return stored  # Cache-Control max-age not over: no request at all
         aci_path = os.path.join(work, "image.aci")
-        etag = cached.etag if cached is not None else ""
+        etag = cached.etag if cached is not None and self._has(cached.blob_key) else ""
         status, new_etag, max_age = self._download(aci_url, aci_path, etag=etag)
         if status == 304 and cached is not None:
+            # Unchanged: reuse the stored image, and restart its Cache-Control period.
+            self.store.set_remote(
+                attrs.evolve(cached, cache_max_age=max_age, download_time=datetime.now(UTC))
+            )
             stored = self.store.get(cached.blob_key)
             self.store.touch(stored.key)
             return stored
@@ -381,29 +399,41 @@ class Fetcher:
             self._download(sig_url, sig_path)
             with open(sig_path, "rb") as f:
                 signature = f.read()
-        elif expected is not None:
+        else:
             self._log(
-                f"image: skipping signature verification for {aci_url} (insecure-options=image)"
+                f"image: skipping signature verification for {shown} (insecure-options=image)"
             )
-        self._verify(aci_path, signature, expected)
-        stored = self.store.import_image(aci_path, latest=latest)
-        from datetime import datetime  # noqa: PLC0415
-
-        self.store.set_remote(
-            RemoteInfo(
-                aci_url=aci_url,
-                sig_url=sig_url,
-                etag=new_etag,
-                blob_key=stored.key,
-                cache_max_age=max_age,
-                download_time=datetime.now(UTC),
-            )
+        self._verify(aci_path, signature, expected, source=shown)
+        # The image and its cache row enter the store in one transaction.
+        remote = RemoteInfo(
+            aci_url=shown,
+            sig_url=split_credentials(sig_url)[0],
+            etag=new_etag,
+            cache_max_age=max_age,
+            download_time=datetime.now(UTC),
         )
-        return stored
+        return self.store.import_image(aci_path, latest=latest, remote=remote)
+
+    def _has(self, key: str) -> bool:
+        try:
+            self.store.get(key)
+        except StoreError:
+            return False
+        return True
+
+    def _stored_remote(self, url: str) -> Any:
+        """The stored image last downloaded from *url* (its last-used time bumped), or None."""
+        cached = self.store.get_remote(url)
+        if cached is None or not self._has(cached.blob_key):
+            return None
+        self.store.touch(cached.blob_key)
+        return self.store.get(cached.blob_key)
 
     def _download(self, url: str, destination: str, *, etag: str = "") -> tuple[int, str, int]:
         """GET *url* into *destination*; return (status, ETag, Cache-Control max-age)."""
-        headers = {"If-None-Match": etag} if etag else {}
+        url, headers = split_credentials(url)
+        if etag:
+            headers["If-None-Match"] = etag
         response = self.transport.request("GET", url, headers=headers, stream=True, ok=(200, 304))
         try:
             if response.status_code == 304:
@@ -431,8 +461,30 @@ def _max_age(headers: Mapping[str, str]) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _get_small(transport: Transport, url: str, limit: int = 1024 * 1024) -> bytes:
-    response = transport.request("GET", url, stream=True)
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """*url* without its ``user:password@`` part, and the Basic ``Authorization`` header
+    that part stood for (empty without one).
+
+    The clean URL is the one requests, messages, logs and the store see: a password
+    typed in an image URL is sent to its host and printed nowhere.
+
+    >>> split_credentials("https://alice:pw@example.com:8443/x.aci")
+    ('https://example.com:8443/x.aci', {'Authorization': 'Basic YWxpY2U6cHc='})
+    """
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, {}
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
+
+
+def get_small(transport: Transport, url: str, limit: int = 1024 * 1024) -> bytes:
+    """GET a small document (a public key) from *url*, credentials in it included."""
+    url, headers = split_credentials(url)
+    response = transport.request("GET", url, headers=headers, stream=True)
     try:
         data = response.raw.read(limit + 1, decode_content=True)
     finally:
