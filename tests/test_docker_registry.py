@@ -117,6 +117,9 @@ def test_tls_failure(tls_registry: Registry, tmp_path: pathlib.Path, allow_http:
     with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED") as info:
         convert_remote(tls_registry.ref("reg/tls", "v1"), tmp_path, options=options)
     assert "TLS error" in str(info.value)
+    assert "(trust its certificate with --ca-file, or use --insecure-skip-verify)" in str(
+        info.value
+    )
     assert dir_listing(tmp_path) == []
 
 

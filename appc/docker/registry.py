@@ -336,11 +336,12 @@ class RegistryClient:
                 self._scheme = scheme
                 return
             errors.append(f"{url}: HTTP {response.status_code}, not a v2 registry")
-        hint = (
-            ""
-            if self.options.insecure_allow_http
-            else " (for a plain-HTTP registry use --insecure-allow-http)"
-        )
+        if any("CERTIFICATE_VERIFY_FAILED" in e for e in errors):
+            hint = " (trust its certificate with --ca-file, or use --insecure-skip-verify)"
+        elif not self.options.insecure_allow_http:
+            hint = " (for a plain-HTTP registry use --insecure-allow-http)"
+        else:
+            hint = ""
         raise FetchError(f"cannot reach registry {self.host}: {'; '.join(errors)}{hint}")
 
     def get_manifest(
