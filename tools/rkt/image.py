@@ -89,7 +89,8 @@ def _run_list(args: argparse.Namespace) -> int:
     unknown = [f for f in fields if f not in _FIELDS]
     if unknown:
         raise UsageError(f"rkt image list: unknown field(s) {', '.join(unknown)}")
-    images = store(args).list()
+    with store(args) as images_store:
+        images = images_store.list()
     key = {
         "id": lambda i: i.key,
         "name": lambda i: str(i.name),
@@ -135,17 +136,17 @@ def _configure_rm(p: argparse.ArgumentParser) -> None:
 def _run_rm(args: argparse.Namespace) -> int:
     from appc.errors import AppcError  # noqa: PLC0415
 
-    images_store = store(args)
     removed = 0
-    for text in args.images:
-        try:
-            image = _resolve(images_store, text)
-            images_store.remove(image.key)
-        except AppcError as err:
-            sys.stderr.write(f"rkt image rm: {text}: {err}\n")
-            continue
-        sys.stdout.write(f'successfully removed aci for image: "{image.key}"\n')
-        removed += 1
+    with store(args) as images_store:
+        for text in args.images:
+            try:
+                image = _resolve(images_store, text)
+                images_store.remove(image.key)
+            except AppcError as err:
+                sys.stderr.write(f"rkt image rm: {text}: {err}\n")
+                continue
+            sys.stdout.write(f'successfully removed aci for image: "{image.key}"\n')
+            removed += 1
     sys.stderr.write(f"{removed} image(s) successfully removed\n")
     return EXIT_OK if removed == len(args.images) else EXIT_RKT_FAILURE
 
@@ -162,18 +163,18 @@ def _run_gc(args: argparse.Namespace) -> int:
     from appc.store import TreeStore  # noqa: PLC0415
 
     grace = parse_duration(args.grace_period)
-    images_store = store(args)
-    trees = TreeStore(images_store)
-    in_use = _trees_in_use(args.dir)
-    for tree_id in trees.gc(in_use):
-        sys.stdout.write(f"removed treestore {tree_id!r}\n")
-    now = datetime.datetime.now(datetime.UTC)
-    used_keys = _images_in_use(args.dir)
-    for image in images_store.list():
-        if image.key in used_keys or (now - image.last_used).total_seconds() < grace:
-            continue
-        images_store.remove(image.key)
-        sys.stdout.write(f'successfully removed aci for image: "{image.key}"\n')
+    with store(args) as images_store:
+        trees = TreeStore(images_store)
+        in_use = _trees_in_use(args.dir)
+        for tree_id in trees.gc(in_use):
+            sys.stdout.write(f"removed treestore {tree_id!r}\n")
+        now = datetime.datetime.now(datetime.UTC)
+        used_keys = _images_in_use(args.dir)
+        for image in images_store.list():
+            if image.key in used_keys or (now - image.last_used).total_seconds() < grace:
+                continue
+            images_store.remove(image.key)
+            sys.stdout.write(f'successfully removed aci for image: "{image.key}"\n')
     return EXIT_OK
 
 
@@ -221,13 +222,13 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from appc.aci.write import atomic_output  # noqa: PLC0415
 
-    images_store = store(args)
-    image = _resolve(images_store, args.image)
-    with (
-        images_store.open_blob(image.key) as blob,
-        atomic_output(args.output, overwrite=args.overwrite) as out,
-    ):
-        shutil.copyfileobj(blob, out, 1024 * 1024)
+    with store(args) as images_store:
+        image = _resolve(images_store, args.image)
+        with (
+            images_store.open_blob(image.key) as blob,
+            atomic_output(args.output, overwrite=args.overwrite) as out,
+        ):
+            shutil.copyfileobj(blob, out, 1024 * 1024)
     return EXIT_OK
 
 
@@ -238,32 +239,37 @@ def _configure_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="DIR")
 
 
-def _prepare_target(args: argparse.Namespace) -> None:
+def _check_target(args: argparse.Namespace) -> None:
+    """rkt refuses any existing target without ``--overwrite``; with it, the store's
+    functions replace the target only once the new tree is complete (a symlink is
+    replaced, never followed)."""
     from appc.errors import StoreError  # noqa: PLC0415
 
-    if os.path.lexists(args.target):
-        if not args.overwrite:
-            raise StoreError(f"{args.target}: target directory exists (try --overwrite)")
-        shutil.rmtree(args.target)
+    if os.path.lexists(args.target) and not args.overwrite:
+        raise StoreError(f"{args.target}: target directory exists (try --overwrite)")
 
 
 def _run_extract(args: argparse.Namespace) -> int:
     from appc.store import extract_stored  # noqa: PLC0415
 
-    images_store = store(args)
-    image = _resolve(images_store, args.image)
-    _prepare_target(args)
-    extract_stored(images_store, image.key, args.target, rootfs_only=args.rootfs_only)
+    with store(args) as images_store:
+        image = _resolve(images_store, args.image)
+        _check_target(args)
+        extract_stored(
+            images_store, image.key, args.target, rootfs_only=args.rootfs_only, overwrite=True
+        )
     return EXIT_OK
 
 
 def _run_render(args: argparse.Namespace) -> int:
     from appc.store import render_image  # noqa: PLC0415
 
-    images_store = store(args)
-    image = _resolve(images_store, args.image)
-    _prepare_target(args)
-    render_image(images_store, image.key, args.target, rootfs_only=args.rootfs_only)
+    with store(args) as images_store:
+        image = _resolve(images_store, args.image)
+        _check_target(args)
+        render_image(
+            images_store, image.key, args.target, rootfs_only=args.rootfs_only, overwrite=True
+        )
     return EXIT_OK
 
 
@@ -276,7 +282,8 @@ def _configure_cat(p: argparse.ArgumentParser) -> None:
 
 
 def _run_cat(args: argparse.Namespace) -> int:
-    image = _resolve(store(args), args.image)
+    with store(args) as images_store:
+        image = _resolve(images_store, args.image)
     sys.stdout.write(image.manifest.to_json(indent=4 if args.pretty_print else None) + "\n")
     return EXIT_OK
 

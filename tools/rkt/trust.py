@@ -33,7 +33,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _read_key(location: str, args: argparse.Namespace) -> bytes:
-    from appc.errors import FetchError, SignatureError  # noqa: PLC0415
+    from appc.errors import SignatureError  # noqa: PLC0415
+    from appc.fetch import get_small  # noqa: PLC0415
     from appc.transport import Transport, TransportOptions  # noqa: PLC0415
 
     if location.startswith(("http://", "https://")):
@@ -45,14 +46,10 @@ def _read_key(location: str, args: argparse.Namespace) -> bytes:
                 ca_file=args.ca_file,
             )
         )
-        response = transport.request("GET", location, stream=True)
         try:
-            data: bytes = response.raw.read(1024 * 1024 + 1, decode_content=True)
+            return get_small(transport, location)  # a password in the URL is never printed
         finally:
-            response.close()
-        if len(data) > 1024 * 1024:
-            raise FetchError("key file too large", url=location)
-        return data
+            transport.close()
     path = location[len("file://") :] if location.startswith("file://") else location
     try:
         with open(path, "rb") as f:
@@ -88,6 +85,7 @@ def _review(location: str, prefix: str, info: Any) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Trust keys: given ones, or those discovered for ``--prefix``."""
     from appc.discovery import AppRequest, DiscoveryOptions, discover  # noqa: PLC0415
+    from appc.fetch import split_credentials  # noqa: PLC0415
     from appc.keystore import check_prefix  # noqa: PLC0415
     from appc.signing import key_info  # noqa: PLC0415
 
@@ -114,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
         result = discover(AppRequest(check_prefix(prefix)), options, endpoints=False)
         locations = list(result.public_keys)
     store = keystore(args)
-    for location in locations:
-        data = _read_key(location, args)
+    for given in locations:
+        data = _read_key(given, args)
         keys = key_info(data)
         reviewed = False
+        location = split_credentials(given)[0]  # shown without any password in it
         if not args.skip_fingerprint_review:
             if not all(_review(location, prefix or "*", info) for info in keys):
                 sys.stdout.write(f'not trusting "{location}"\n')
