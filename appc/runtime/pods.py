@@ -135,9 +135,16 @@ class Pod:
         self.release()
 
     def to_run(self) -> None:
-        """Start running: from ``prepare`` (lock held) or ``prepared`` (lock taken first)."""
+        """Start running: from ``prepare`` (lock held) or ``prepared`` (lock taken first).
+
+        :raises PodError: another process holds the pod, or moved it (two racing
+            ``run-prepared``: one wins, the other fails cleanly).
+        """
         if self.lock is None:
-            self.lock = FileLock.open(self.path, directory=True)
+            try:
+                self.lock = FileLock.open(self.path, directory=True)
+            except FileNotFoundError:
+                raise PodError(f"pod {self.uuid} was moved or removed by another process") from None
             if not self.lock.exclusive(blocking=False):
                 self.release()
                 raise PodError(f"pod {self.uuid} is busy")
