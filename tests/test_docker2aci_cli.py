@@ -21,7 +21,7 @@ from appc_tools.docker2aci import main
 from appc.aci.extract import extract_image
 from appc.aci.filetype import FileType, detect_path
 from tests import docker_images as di
-from tests.registry_fixtures import Registry, TokenServer, push
+from tests.registry_fixtures import Registry, TokenServer, push, push_list
 from tests.test_docker_common import check_files, dir_listing, read_aci, run_docker2aci
 
 
@@ -190,6 +190,30 @@ def test_nosquash_and_compression_none(
         assert detect_path(cwd / line) == FileType.TAR
     status, _, _ = run(capsys, "-compression", "none", "-insecure-allow-http", ref)
     assert detect_path(cwd / "cli-full-latest.aci") == FileType.TAR
+
+
+def test_platform_flags(
+    registry: Registry, cwd: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    push_list(registry, "cli/multi", "latest", di.multiarch_images(), "oci")
+    ref = f"{registry.host}/cli/multi:latest"
+    for argv, marker in [
+        ([], b"amd64\n"),
+        (["--arch", "arm64"], b"arm64\n"),
+        (["-arch=arm64", "-variant=v8"], b"arm64\n"),
+    ]:
+        status, _, err = run(
+            capsys, "-insecure-allow-http", ref, "-o", marker.decode().strip(), *argv
+        )
+        assert status == 0, err
+        assert (
+            read_aci(cwd / marker.decode().strip() / "cli-multi-latest.aci").files["etc/arch"].data
+            == marker
+        )
+    status, out, err = run(capsys, "-insecure-allow-http", ref, "-o", "none", "--os", "windows")
+    assert (status, out) == (1, "")
+    assert "no image for windows/amd64" in err and "(available: linux/amd64, linux/arm64/v8)" in err
+    assert not (cwd / "none").exists()
 
 
 def test_unknown_compression(
