@@ -403,8 +403,9 @@ def _mount_overlay(pod: Pod, plan: AppPlan) -> None:  # pragma: no cover
     for directory in (upper, work, target):
         os.makedirs(directory, mode=0o755, exist_ok=True)
     options = f"lowerdir={plan.lower},upperdir={upper},workdir={work}"
-    flags = linux.MS_RDONLY if plan.read_only_rootfs else 0
-    linux.mount("overlay", target, "overlay", flags, options)
+    # Always read-write here: each app process makes its mount points first, then makes
+    # its own view of the root read-only (``--readonly-rootfs``, see _exec_app).
+    linux.mount("overlay", target, "overlay", 0, options)
 
 
 def _start_metadata(state: _Supervisor) -> None:  # pragma: no cover
@@ -615,12 +616,19 @@ def _exec_app(
     limits = limits_from_isolators(app.isolators)
     if limits.memory_bytes or limits.cpu_millicores or limits.cpu_shares:
         AppCgroup.create(str(pod.uuid), plan.name, limits).attach(0)
-    if not plan.read_only_rootfs:
-        _setup_etc(root, config.hostname or f"rkt-{pod.uuid}", config.net)
+    _setup_etc(root, config.hostname or f"rkt-{pod.uuid}", config.net)
     _setup_volumes(root, plan)
     _setup_proc_sys(root, config.unmasked_paths)
     _setup_dev(root, config.interactive)
+    if plan.read_only_rootfs:
+        # Only this app's mount namespace sees its root read-only; the mounts on it
+        # (/proc, /dev, volumes) keep their own flags.
+        linux.mount(root, root, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
     workdir = app.working_directory or "/"
+    # Everything that may import a module or look up a codec happens before pivot_root:
+    # after it, the host's Python library is out of reach.
+    caps = _capabilities(plan, config.all_capabilities)
+    last_cap = linux.last_capability()
     os.chdir(root)
     linux.pivot_root(".", ".")
     linux.umount(".", linux.MNT_DETACH)
@@ -633,8 +641,7 @@ def _exec_app(
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-    caps = _capabilities(plan, config.all_capabilities)
-    linux.drop_bounding_set(caps)
+    linux.drop_bounding_set(caps, last_cap)
     os.setgroups([g for g in app.supplementary_gids])
     os.setgid(gid)
     os.setuid(uid)

@@ -31,6 +31,7 @@ __all__ = [
     "MS_SLAVE",
     "capability_number",
     "drop_bounding_set",
+    "last_capability",
     "mount",
     "pivot_root",
     "set_capabilities",
@@ -222,17 +223,22 @@ def capability_number(name: str) -> int:
     return CAPABILITIES[key]
 
 
-def _last_cap() -> int:
+def last_capability() -> int:
+    """The highest capability number the running kernel knows (``cap_last_cap``)."""
     try:
-        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:  # bytes: no codec lookup
             return int(f.read())
     except (OSError, ValueError):
         return max(CAPABILITIES.values())
 
 
-def drop_bounding_set(keep: set[int]) -> None:
-    """Remove every capability not in *keep* from the bounding set (needs CAP_SETPCAP)."""
-    for number in range(_last_cap() + 1):
+def drop_bounding_set(keep: set[int], last: int | None = None) -> None:
+    """Remove every capability not in *keep* from the bounding set (needs CAP_SETPCAP).
+
+    :param last: the kernel's last capability (:func:`last_capability`); pass it when
+        calling after ``pivot_root``, where the host's ``/proc`` may be gone.
+    """
+    for number in range((last_capability() if last is None else last) + 1):
         if number in keep:
             continue
         result = _libc.prctl(
