@@ -22,6 +22,7 @@ as long as its supervisor lives, whatever kills whom.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -52,6 +53,19 @@ _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _MASKED_PROC = ("kcore", "kallsyms", "sched_debug", "kmem", "mem", "config.gz", "timer_list")
 _READONLY_PROC = ("sys", "sysrq-trigger", "bus", "irq", "fs")
 _SETUP_FAILED = 254
+# An app whose command cannot be executed exits as a shell's would: 127 when it is not
+# found (in the image, or on its PATH), 126 when it is there but cannot be run.  Every
+# other failure to set an app up (user, working directory, mounts) exits 254.
+_EXEC_NOT_FOUND = 127
+_EXEC_FAILED = 126
+
+
+class _ExecError(PodError):
+    """The app's command could not be executed; *status* is the app's exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @attrs.frozen(kw_only=True)
@@ -439,6 +453,9 @@ def _spawn(
         code = _SETUP_FAILED
         try:
             _exec_app(state, plan, argv, main=main)
+        except _ExecError as err:
+            _say(f"rkt: app {plan.name}: {err}")
+            code = err.status
         except BaseException as err:
             _say(f"rkt: app {plan.name}: {err}")
         finally:
@@ -653,4 +670,5 @@ def _exec_app(
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as err:
-        raise PodError(f"cannot execute {argv[0]!r}: {err.strerror}") from None
+        status = _EXEC_NOT_FOUND if err.errno == errno.ENOENT else _EXEC_FAILED
+        raise _ExecError(f"cannot execute {argv[0]!r}: {err.strerror}", status) from None
