@@ -29,7 +29,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -575,27 +575,45 @@ def _setup_etc(root: str, hostname: str, net: str) -> None:  # pragma: no cover
 
 
 def _capabilities(plan: AppPlan, everything: bool) -> set[int]:
+    """The app's capability set, as numbers: the spec's default set, or its retain set, or
+    the default set less its remove set.
+
+    Names match in any case, with or without ``CAP_`` (``net_raw`` is ``CAP_NET_RAW``).
+
+    :raises PodError: an unknown capability name (a typo in a remove set must not
+        silently leave the capability in place).
+    """
     from appc.types.isolators import DEFAULT_CAPABILITIES  # noqa: PLC0415
 
     if everything:
         return set(linux.CAPABILITIES.values())
+
+    def numbers(names: Iterable[str]) -> set[int]:
+        try:
+            return {linux.capability_number(name) for name in names}
+        except ValueError as err:
+            raise PodError(str(err)) from None
+
     retain = plan.app.isolators.get("os/linux/capabilities-retain-set")
     remove = plan.app.isolators.get("os/linux/capabilities-remove-set")
-    names: set[str] = set(DEFAULT_CAPABILITIES)
     if retain is not None:
-        names = set(retain.parsed.names)
-    elif remove is not None:
-        names -= set(remove.parsed.names)
-    numbers = set()
-    for name in names:
-        with contextlib.suppress(ValueError):
-            numbers.add(linux.capability_number(name))
-    return numbers
+        return numbers(retain.parsed.names)
+    caps = numbers(DEFAULT_CAPABILITIES)
+    if remove is not None:
+        caps -= numbers(remove.parsed.names)
+    return caps
 
 
-def app_environment(plan: AppPlan, uid: int, home: str | None, metadata_url: str) -> dict[str, str]:
+def app_environment(
+    plan: AppPlan, uid: int, home: str | None, metadata_url: str, name: str | None = None
+) -> dict[str, str]:
     """The environment of an app (and of its event handlers): spec defaults, rkt's extras,
-    then the app's own ``environment``."""
+    then the app's own ``environment``.
+
+    ``USER`` and ``LOGNAME`` are the user's *name* in the image's passwd file (its number
+    when it has none; ``root`` for UID 0); ``HOME`` its home there.
+    """
+    login = name or ("root" if uid == 0 else str(uid))
     env = {
         "PATH": DEFAULT_PATH,
         "SHELL": "/bin/sh",

@@ -14,6 +14,7 @@ import attrs
 
 from appc.errors import PodError, ValidationError
 from appc.runtime.executor import RuntimeConfig
+from appc.runtime.linux import capability_number
 from appc.runtime.pods import Pod, create_pod
 from appc.schema.image import App
 from appc.schema.pod import Mount, PodManifest, RuntimeApp, RuntimeImage
@@ -128,6 +129,11 @@ def _effective_app(image_app: App | None, spec: AppSpec, pod: PodSpec) -> App:
     if spec.caps_retain or spec.caps_remove:
         if spec.caps_retain and spec.caps_remove:
             raise ValidationError("--caps-retain and --caps-remove cannot be combined")
+        for cap in (*spec.caps_retain, *spec.caps_remove):
+            try:
+                capability_number(cap)
+            except ValueError as err:
+                raise ValidationError(str(err)) from None
         isolators = [i for i in isolators if i.name not in caps]
         kind, names = (
             (caps[0], spec.caps_retain) if spec.caps_retain else (caps[1], spec.caps_remove)
