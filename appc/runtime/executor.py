@@ -38,7 +38,7 @@ from appc.errors import AppcError, PodError
 from appc.runtime import linux
 from appc.runtime.paths import resolve_in_root
 from appc.runtime.pods import Pod
-from appc.runtime.users import resolve_group, resolve_user, user_home
+from appc.runtime.users import resolve_group, resolve_user, user_home, user_name
 
 __all__ = ["DEFAULT_PATH", "AppPlan", "RuntimeConfig", "plan_pod", "run_pod"]
 
@@ -617,8 +617,8 @@ def app_environment(
     env = {
         "PATH": DEFAULT_PATH,
         "SHELL": "/bin/sh",
-        "USER": "root" if uid == 0 else str(uid),
-        "LOGNAME": "root" if uid == 0 else str(uid),
+        "USER": login,
+        "LOGNAME": login,
         "HOME": home or ("/root" if uid == 0 else "/"),
         "container": "rkt",
     }
@@ -644,7 +644,7 @@ def _exec_app(
     app = plan.app
     uid = resolve_user(app.user, root)
     gid = resolve_group(app.group, root)
-    env = app_environment(plan, uid, user_home(uid, root), state.metadata_url)
+    env = app_environment(plan, uid, user_home(uid, root), state.metadata_url, user_name(uid, root))
     pod.write(f"env/{plan.name}", "".join(f"{k}={v}\n" for k, v in env.items()))
     from appc.runtime.cgroups import AppCgroup, limits_from_isolators  # noqa: PLC0415
 

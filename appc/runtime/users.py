@@ -12,7 +12,7 @@ import os
 from appc.errors import PodError
 from appc.runtime.paths import resolve_in_root
 
-__all__ = ["resolve_group", "resolve_user", "user_home"]
+__all__ = ["resolve_group", "resolve_user", "user_home", "user_name"]
 
 
 def _entries(path: str) -> list[list[str]]:
@@ -60,6 +60,14 @@ def resolve_group(group: str, root: str = "/") -> int:
     if group.startswith("/"):
         return _owner(root, group, "group")
     raise PodError(f"group {group!r} not found in the image's /etc/group")
+
+
+def user_name(uid: int, root: str = "/") -> str | None:
+    """The name of *uid* in the image at *root*, if its passwd has one."""
+    for fields in _entries(resolve_in_root(root, "/etc/passwd")):
+        if len(fields) > 2 and fields[2] == str(uid) and fields[0]:
+            return fields[0]
+    return None
 
 
 def user_home(uid: int, root: str = "/") -> str | None:
