@@ -90,7 +90,14 @@ def read_env_file(path: str) -> dict[str, str]:
 
 
 def _effective_app(image_app: App | None, spec: AppSpec, pod: PodSpec) -> App:
-    """The image's app with the command line's overrides (what goes into the pod manifest)."""
+    """The image's app with the command line's overrides (what goes into the pod manifest).
+
+    :raises PodError: no command to run: no app and no ``--exec``, an image whose
+        ``exec`` is empty, or an empty ``--exec`` (arguments after ``--`` never stand in
+        for the command).
+    """
+    if spec.exec is not None and not spec.exec.strip():
+        raise PodError(f"image {spec.image!r}: empty --exec: give the path of a BINARY")
     if image_app is None:
         if spec.exec is None:
             raise PodError(f"image {spec.image!r} has no app: give --exec=BINARY")
@@ -99,10 +106,10 @@ def _effective_app(image_app: App | None, spec: AppSpec, pod: PodSpec) -> App:
     argv = list(image_app.exec)
     if spec.exec is not None:
         argv = [spec.exec, *argv[1:]]
-    if spec.args is not None:
-        argv = [*argv[:1], *spec.args]
-    if not argv:
+    if not argv or not argv[0]:
         raise PodError(f"image {spec.image!r} has no command (exec): try --exec=BINARY")
+    if spec.args is not None:
+        argv = [argv[0], *spec.args]
     fields["exec"] = argv
     for key, value in (
         ("user", spec.user),
