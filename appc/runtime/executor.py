@@ -149,7 +149,9 @@ def plan_pod(pod: Pod) -> list[AppPlan]:
         for mount in runtime_app.mounts:
             volume = mount.app_volume or volumes.get(str(mount.volume))
             if volume is None:
-                raise PodError(f"app {name!r}: no volume {mount.volume!r} for mount {mount.path!r}")
+                raise PodError(
+                    f"app {name!r}: no volume {str(mount.volume)!r} for mount {mount.path!r}"
+                )
             if volume.kind == "host":
                 source = volume.source
             else:
@@ -235,8 +237,8 @@ def run_pod(pod: Pod, config: RuntimeConfig, *, log: Callable[[str], None] | Non
         messages.close()
         if to_child >= 0:
             os.close(to_child)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _waiter(
@@ -355,13 +357,13 @@ def _supervise(
         state.terminate()
     while state.running:
         pid, status = _reap(state)
-        plan = state.running.pop(pid, None)
-        if plan is None:
+        finished = state.running.pop(pid, None)
+        if finished is None:
             continue
         code = _exit_code(status)
-        pod.write("status/" + plan.name, f"{code}\n")
+        pod.write("status/" + finished.name, f"{code}\n")
         with contextlib.suppress(OSError):
-            os.unlink(pod.file("appsinfo", plan.name, "pid"))
+            os.unlink(pod.file("appsinfo", finished.name, "pid"))
         if code != 0:
             failures.append(code)
             state.terminate()  # one failed app halts the pod, as rkt does
@@ -435,7 +437,7 @@ def _start_metadata(state: _Supervisor) -> None:  # pragma: no cover
             {p.name: p.image_id for p in state.plans},
         )
         pid, port = start_in_child(service)
-    except Exception as err:  # noqa: BLE001 - the pod runs without the service, and says so
+    except Exception as err:
         _say(f"rkt: metadata service unavailable: {err}")
         return
     state.metadata_pid = pid

@@ -157,7 +157,7 @@ def _prepare_volumes(pod: Pod, manifest_volumes: Sequence[Volume]) -> None:
         if volume.kind == "host":
             if os.path.islink(volume.source) or not os.path.exists(volume.source):
                 raise PodError(
-                    f"volume {volume.name!r}: host source {volume.source!r} is missing or a symlink"
+                    f"volume {str(volume.name)!r}: host source {volume.source!r} is missing or a symlink"
                 )
             continue
         path = pod.file("sharedVolumes", str(volume.name))
