@@ -225,7 +225,9 @@ def gc_pods(
             if pod.state in (PodState.DELETING, PodState.EXITED_DELETING):
                 continue
             if pod.state is PodState.EXITED_GARBAGE:
-                age = (now - pod.marked_at()).total_seconds()
+                # measured now, not when gc started: a pod marked above is 0s old, not
+                # negative, so --grace-period=0s collects it in the same run
+                age = (datetime.datetime.now(datetime.UTC) - pod.marked_at()).total_seconds()
                 if age < grace_period:
                     report.within_grace.append(str(pod.uuid))
                     continue
