@@ -19,6 +19,7 @@ __all__ = [
     "insecure_options",
     "keystore",
     "print_json",
+    "stderr_line",
     "store",
 ]
 
@@ -68,7 +69,7 @@ def insecure_options(args: argparse.Namespace) -> Any:
     try:
         return InsecureOptions.parse(args.insecure_options)
     except ValidationError as err:
-        raise UsageError(f"rkt: {err}") from None
+        raise UsageError(str(err)) from None
 
 
 def store(args: argparse.Namespace) -> Any:
@@ -95,8 +96,13 @@ def fetch_options(args: argparse.Namespace, pull_policy: str) -> Any:
         trust_keys_from_https=args.trust_keys_from_https,
         discovery_port=args.discovery_port,
         ca_file=args.ca_file,
-        log=lambda line: sys.stderr.write(line + "\n"),
+        log=stderr_line,
     )
+
+
+def stderr_line(line: str) -> None:
+    """Write one line of progress or warning to stderr (the library's ``log`` callback)."""
+    sys.stderr.write(line + "\n")
 
 
 def format_time(moment: datetime.datetime) -> str:

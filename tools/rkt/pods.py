@@ -18,6 +18,7 @@ from appc_tools.rkt._common import (
     insecure_options,
     keystore,
     print_json,
+    stderr_line,
     store,
 )
 from appc_tools.rkt._duration import parse_duration
@@ -87,16 +88,16 @@ def _split_apps(rest: Sequence[str]) -> list[tuple[str, list[str], list[str] | N
             index += 1
             continue
         if token == "--":
-            raise UsageError("rkt: '--' must follow an image")
+            raise UsageError("'--' must follow an image")
         if token.startswith("-"):
-            raise UsageError(f"rkt: flag {token} before an image must come before the first image")
+            raise UsageError(f"flag {token} before an image must come before the first image")
         image, flags, args = token, [], None
         index += 1
         while index < len(rest):
             token = rest[index]
             if token == "--":
                 if args is not None:
-                    raise UsageError(f"rkt: only one argument list (--) per image ({image})")
+                    raise UsageError(f"only one argument list (--) per image ({image})")
                 args = []
                 index += 1
                 while index < len(rest) and rest[index] != "---":
@@ -186,13 +187,13 @@ def _runtime_config(args: argparse.Namespace) -> Any:
 
     net = args.net.split(":", 1)[0] or "default"
     if net not in ("host", "none", "default"):
-        raise UsageError(f"rkt: unsupported --net={args.net} (host, none or default)")
+        raise UsageError(f"unsupported --net={args.net} (host, none or default)")
     if getattr(args, "port", None) and net in ("host", "none"):
-        raise UsageError(f"rkt: --port flag does not work with '{net}' networking")
+        raise UsageError(f"--port flag does not work with '{net}' networking")
     if getattr(args, "port", None):
-        raise UsageError("rkt: --port forwarding is not supported yet")
+        raise UsageError("--port forwarding is not supported yet")
     if any(d not in ("host", "") for d in args.dns):
-        raise UsageError("rkt: only --dns=host is supported")
+        raise UsageError("only --dns=host is supported")
     insecure = insecure_options(args)
     return RuntimeConfig(
         net=net,
@@ -209,7 +210,7 @@ def _pod_spec(args: argparse.Namespace) -> Any:
     from appc.types.volumes import volume_from_string  # noqa: PLC0415
 
     if not args.rest:
-        raise UsageError("rkt: must provide at least one image or specify the pod manifest")
+        raise UsageError("must provide at least one image or specify the pod manifest")
     app_parser = _app_parser()
     apps = []
     for image, flags, app_args in _split_apps(args.rest):
@@ -255,8 +256,11 @@ def _prepare(args: argparse.Namespace, config: Any) -> Any:
 
     _require_root()
     spec = _pod_spec(args)
-    fetcher = Fetcher(store(args), keystore(args), fetch_options(args, args.pull_policy))
-    return prepare_pod(args.dir, spec, fetcher, config, uuid_file=args.uuid_file_save)
+    # The store is closed before the pod runs: its database and its shared lock on cas/
+    # must not live on in the pod's supervisor and apps (forked from this process).
+    with store(args) as image_store:
+        fetcher = Fetcher(image_store, keystore(args), fetch_options(args, args.pull_policy))
+        return prepare_pod(args.dir, spec, fetcher, config, uuid_file=args.uuid_file_save)
 
 
 def _require_root() -> None:
@@ -272,7 +276,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _runtime_config(args)
     pod = _prepare(args, config)
     pod.to_run()
-    return run_pod(pod, config, log=lambda line: sys.stderr.write(line + "\n"))
+    return run_pod(pod, config, log=stderr_line)
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
@@ -307,7 +311,7 @@ def _run_prepared(args: argparse.Namespace) -> int:
         raise PodError(f"pod {pod.uuid} is not prepared (state {pod.state})")
     pod.to_run()
     pod.write("runtime-config", config.to_json())
-    return run_pod(pod, config, log=lambda line: sys.stderr.write(line + "\n"))
+    return run_pod(pod, config, log=stderr_line)
 
 
 # --- list / status / cat-manifest ---------------------------------------------------------
@@ -415,7 +419,7 @@ def _pods_from(args: argparse.Namespace) -> list[Any]:
     uuids = args.uuids if isinstance(args.uuids, list) else ([args.uuids] if args.uuids else [])
     wanted += uuids
     if not wanted:
-        raise UsageError("rkt: give a pod UUID (or --uuid-file)")
+        raise UsageError("give a pod UUID (or --uuid-file)")
     return [find_pod(args.dir, text) for text in wanted]
 
 
@@ -557,7 +561,7 @@ def _run_gc(args: argparse.Namespace) -> int:
         grace_period=parse_duration(args.grace_period),
         expire_prepared=parse_duration(args.expire_prepared),
         mark_only=args.mark_only,
-        log=lambda line: sys.stderr.write(line + "\n"),
+        log=stderr_line,
     )
     for uuid in report.within_grace:
         sys.stdout.write(f"Pod {uuid} still within grace period ({args.grace_period})\n")
