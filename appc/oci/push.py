@@ -38,6 +38,11 @@ def _location(client: RegistryClient, response: requests.Response, url: str) -> 
     return requests.compat.urljoin(client.url("/"), location)
 
 
+def _without_query(url: str) -> str:
+    """*url* without its query (upload URLs carry long opaque state)."""
+    return url.partition("?")[0]
+
+
 def _with_digest(location: str, digest: str) -> str:
     return f"{location}{'&' if '?' in location else '?'}digest={digest}"
 
@@ -64,20 +69,41 @@ class _Pusher:
         return response.status_code == 200
 
     def start(self, digest: str) -> str | None:
-        """Start an upload; ``None`` when a cross-repository mount already made the blob."""
-        for source in self.mount_from:
+        """Start an upload; ``None`` when a cross-repository mount already made the blob.
+
+        Each ``mount_from`` repository is tried in turn; a registry that cannot mount
+        answers by starting an upload (202), which is cancelled unless it is the last try.
+        """
+        for index, source in enumerate(self.mount_from):
             path = f"/v2/{self.repository}/blobs/uploads/?mount={digest}&from={source}"
             response = self.client.request("POST", path, scope=self.scope, ok=(201, 202))
             if response.status_code == 201:
                 response.close()
                 self.log(f"mounted {digest[:19]} from {source}")
                 return None
-            return _location(self.client, response, path)
+            location = _location(self.client, response, path)
+            if index == len(self.mount_from) - 1:
+                return location
+            self.client.request("DELETE", location, scope=self.scope, ok=(200, 204, 404)).close()
         path = f"/v2/{self.repository}/blobs/uploads/"
         response = self.client.request("POST", path, scope=self.scope, ok=(202,))
         return _location(self.client, response, path)
 
     def upload(self, blob: Blob, chunk_size: int) -> None:
+        """Make the registry hold *blob*: already there, mounted, or uploaded.
+
+        :raises FetchError: naming the blob and the registry's answer.
+        """
+        try:
+            self._upload(blob, chunk_size)
+        except FetchError as err:
+            raise FetchError(
+                f"pushing blob {blob.digest[:19]}: {err.message}",
+                url=_without_query(err.url),
+                status=err.status,
+            ) from None
+
+    def _upload(self, blob: Blob, chunk_size: int) -> None:
         if self.has(blob.digest):
             self.log(f"exists {blob.digest[:19]}")
             return
@@ -125,16 +151,25 @@ class _Pusher:
         response.close()
 
     def manifest(self, blob: Blob, reference: str) -> str:
+        """Put a manifest (or index) as *reference*; returns its digest.
+
+        :raises FetchError: refused, or stored under another digest.
+        """
         path = f"/v2/{self.repository}/manifests/{reference}"
         assert blob.data is not None
-        response = self.client.request(
-            "PUT",
-            path,
-            scope=self.scope,
-            headers={"Content-Type": blob.media_type},
-            data=blob.data,
-            ok=(201,),
-        )
+        try:
+            response = self.client.request(
+                "PUT",
+                path,
+                scope=self.scope,
+                headers={"Content-Type": blob.media_type},
+                data=blob.data,
+                ok=(201,),
+            )
+        except FetchError as err:
+            raise FetchError(
+                f"pushing the manifest {reference}: {err.message}", url=err.url, status=err.status
+            ) from None
         digest = response.headers.get("Docker-Content-Digest", blob.digest)
         response.close()
         if digest != blob.digest:
@@ -158,14 +193,21 @@ def push_images(
 
     :returns: the digest of the manifest (or index) the tag names.
     :raises FetchError: unreachable registry, refused authentication (401, 403), a blob
-        the registry refuses (413, digest mismatch); no tag is written then.
+        the registry refuses (413, digest mismatch); no tag is written then.  A reference
+        by digest (``NAME@sha256:...``) is refused: a push names a tag.
     """
     if not images:
         raise FetchError("nothing to push")
+    if reference.digest:
+        raise FetchError(
+            f"push to a tag, not a digest: {reference.original!r} (the registry names "
+            "the pushed manifest by its own digest)"
+        )
     client = RegistryClient(reference.registry, options)
     pusher = _Pusher(client, reference.repository, mount_from, log or (lambda _: None))
     tag = reference.tag or "latest"
     try:
+        client.ping()  # an unreachable registry is reported as such, before any blob
         done: set[str] = set()
         for image in images:
             for blob in image.blobs():
@@ -173,7 +215,7 @@ def push_images(
                     pusher.upload(blob, chunk_size)
                     done.add(blob.digest)
         if len(images) == 1:
-            return pusher.manifest(images[0].manifest, reference.digest or tag)
+            return pusher.manifest(images[0].manifest, tag)
         for image in images:
             pusher.manifest(image.manifest, image.manifest.digest)
         return pusher.manifest(image_index(images), tag)
