@@ -729,3 +729,23 @@ def test_archive_of_the_layout_is_a_plain_tar(tmp_path: pathlib.Path) -> None:
     blobs = {f"blobs/sha256/{b.digest.split(':')[1]}" for b in [*image.blobs(), image.manifest]}
     assert {"oci-layout", "index.json"} | blobs <= names
     assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path))
+
+
+def test_actool_export_oci_with_dependencies_from_a_data_dir(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "rkt"
+    make_image(tmp_path / "base.aci", "example.com/base", [("file", "base", b"b")])
+    with ImageStore(data) as opened:
+        opened.import_image(tmp_path / "base.aci")
+    app = tmp_path / "app.aci"
+    make_image(
+        app,
+        "example.com/app",
+        [("file", "app", b"a")],
+        dependencies=[{"imageName": "example.com/base"}],
+    )
+    proc = actool("export-oci", "-o", str(tmp_path / "layout"), str(app))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "give a store that holds them (--dir)" in proc.stderr
+    proc = actool("export-oci", f"--dir={data}", "-o", str(tmp_path / "layout"), str(app))
+    assert proc.returncode == 0, proc.stderr
+    assert len(skopeo_inspect(f"oci:{tmp_path / 'layout'}:latest")["Layers"]) == 2
