@@ -104,6 +104,19 @@ def test_compressed_docker_save(tmp_path: pathlib.Path, compression: str) -> Non
     check_files(aci, whiteout().files)
 
 
+@pytest.mark.parametrize("layout", ["repositories", "manifest.json"])
+def test_empty_layers(tmp_path: pathlib.Path, layout: Any) -> None:
+    """``docker save`` writes a layer without files as a tar of zero blocks only (the
+    original read any unrecognised blob as empty); an empty file is an empty layer too."""
+    base = busybox()
+    empty_tar = di.make_layer([], "none")
+    assert not empty_tar.tar_bytes().strip(b"\0")
+    image = di._image("library/empties", {"Cmd": ["sh"]}, [base.layers[0], empty_tar], base.files)
+    path = di.write_docker_save(image, tmp_path / "save.tar", layout=layout)
+    _, aci = _convert(path, tmp_path / "out")
+    check_files(aci, base.files)
+
+
 SAVED = {
     "example.com/test/whiteouts:v1": "whiteout",
     "example.com/test/whiteouts:also": "whiteout",

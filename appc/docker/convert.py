@@ -21,7 +21,10 @@ Other deliberate differences from the original's output: directories come first 
 the layers' entries follow base to top (the original wrote top to base, children
 before their parents); a ``rootfs/dev`` directory entry holds the stdio links (the
 original wrote the links without it); a directory a layer whites out while adding
-entries under it stays for them (as a directory of that layer).
+entries under it stays for them (as a directory of that layer).  A layer blob the
+original did not recognise was read as empty; here only an empty blob or one of zero
+blocks (docker save's layers without files) is an empty layer, and anything else that
+is no tar, gzip, bzip2, xz or zstd is an error.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ STDIO_LINKS = (
     ("dev/fd", "/proc/self/fd"),
 )
 _WHITEOUT = ".wh."
+_CHUNK = 1024 * 1024
 _OPAQUE = ".wh..wh..opq"
 
 
@@ -100,9 +104,17 @@ def _open_layer(layer: ImageLayer) -> Iterator[ImageReader | None]:
     except OSError as err:
         raise ImageError(f"cannot read: {err.strerror or err}", source=where) from None
     with blob:
-        head = blob.read(1)
-        if not head:
-            yield None  # an empty blob is an empty layer
+        head = blob.read(tarfile.BLOCKSIZE)
+        if not head.strip(b"\0"):
+            # An empty blob, or a tar of end-of-archive blocks only (what docker save
+            # writes for a layer without files): an empty layer.  Read to the end, so
+            # that a verified blob checks its digest, and refuse data after the zeros.
+            while chunk := blob.read(_CHUNK):
+                if chunk.strip(b"\0"):
+                    raise ImageError(
+                        "corrupt layer: data after end-of-archive blocks", source=where
+                    )
+            yield None
             return
         try:
             with ImageReader(cast(IO[bytes], _Rewound(head, blob))) as reader:
@@ -112,7 +124,7 @@ def _open_layer(layer: ImageLayer) -> Iterator[ImageReader | None]:
 
 
 class _Rewound:
-    """Give back one byte already read, then read on."""
+    """Give back the bytes already read, then read on."""
 
     def __init__(self, head: bytes, raw: IO[bytes]) -> None:
         self._head = head
@@ -122,10 +134,13 @@ class _Rewound:
     def read(self, size: int = -1) -> bytes:
         if not self._head:
             return self._raw.read(size)
-        head, self._head = self._head, b""
-        if size is not None and size >= 0:
-            return head + self._raw.read(max(size - 1, 0))
-        return head + self._raw.read()
+        if size is None or size < 0:
+            head, self._head = self._head, b""
+            return head + self._raw.read()
+        out, self._head = self._head[:size], self._head[size:]
+        if len(out) < size:
+            out += self._raw.read(size - len(out))
+        return out
 
 
 def layer_entries(
