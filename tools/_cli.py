@@ -225,12 +225,14 @@ class Tool:
             return EXIT_USAGE
         prog = f"{self.name} {name}"
         if command.subcommands:
-            sub = self.command(rest[0], command.subcommands) if rest else None
+            # Global flags may sit between the command and its sub-command (rkt image --dir=X list).
+            at = self._command_index(rest)
+            sub = self.command(rest[at], command.subcommands) if at < len(rest) else None
             if sub is None:
                 names = ", ".join(c.name for c in command.subcommands)
                 self.stderr.write(f"{prog}: give a sub-command: {names}\n")
                 return EXIT_USAGE
-            command, rest, prog = sub, rest[1:], f"{prog} {sub.name}"
+            command, rest, prog = sub, [*rest[:at], *rest[at + 1 :]], f"{prog} {sub.name}"
         try:
             parser = self.parser_for(command, prog)
             if command.intermixed:
