@@ -509,6 +509,15 @@ def test_image_with_dev_entries(tmp_path: pathlib.Path) -> None:
     assert aci.files["dev/stdin"].target == "/proc/self/fd/0"
 
 
+def test_image_without_layers(tmp_path: pathlib.Path) -> None:
+    """Squashed: just the stdio links; -nosquash: a clear error, nothing written."""
+    aci = read_aci(_convert_layers(tmp_path / "s"))
+    assert sorted(aci.files) == sorted(STDIO_FILES)
+    with pytest.raises(ImageError, match="the image has no layers"):
+        _convert_layers(tmp_path / "n", squash=False)
+    assert dir_listing(tmp_path / "n" / "out") == []
+
+
 def test_compression_none_and_determinism(registry: Registry, tmp_path: pathlib.Path) -> None:
     ref, _ = _pushed(registry, "whiteout", "schema2")
     first = convert_remote(ref, tmp_path / "a", compression="none").paths[0]

@@ -219,7 +219,12 @@ def convert_layers(
     image: SourceImage, output_dir: str, options: ConvertOptions, log: Callable[[str], None]
 ) -> tuple[list[str], ImageManifest]:
     """Write one ACI per layer of *image* into *output_dir*; return their paths (base first)
-    and the top layer's manifest.  On failure nothing is left: no file, no new directory."""
+    and the top layer's manifest.  On failure nothing is left: no file, no new directory.
+
+    :raises ImageError: also for an image without layers (there is nothing to write).
+    """
+    if not image.layers:
+        raise ImageError("the image has no layers: -nosquash has nothing to write")
     whitelist = _Whitelist()
     manifests: list[ImageManifest] = []
     platform = image.platform
