@@ -233,10 +233,12 @@ def test_oci_layout_directory(tmp_path: pathlib.Path) -> None:
 
 
 def test_oci_archive(tmp_path: pathlib.Path) -> None:
-    archive = di.write_oci_archive(whiteout(), tmp_path / "whiteouts.oci.tar", "v2")
+    """An oci-archive whose layers are gzip, zstd, plain tar and gzip."""
+    image = di.whiteout_image(("gzip", "zstd", "none", "gzip"))
+    archive = di.write_oci_archive(image, tmp_path / "whiteouts.oci.tar", "v2")
     name, aci = _convert(archive, tmp_path / "out")
     assert name == "whiteouts-v2.aci"  # the file name up to its first dot
-    check_files(aci, whiteout().files)
+    check_files(aci, image.files)
 
 
 def test_skopeo_oci_archive_with_a_full_ref_name(tmp_path: pathlib.Path) -> None:
