@@ -420,6 +420,11 @@ def _configure_oci_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _debug_log(line: str) -> None:
+    """A progress line on stderr (``--debug``)."""
+    sys.stderr.write(line + "\n")
+
+
 def _oci_images(args: argparse.Namespace, paths: list[str], work: str) -> list[Any]:
     from appc.aci.validate import validate_archive  # noqa: PLC0415
     from appc.oci.image import oci_image_from_aci  # noqa: PLC0415
@@ -431,7 +436,7 @@ def _oci_images(args: argparse.Namespace, paths: list[str], work: str) -> list[A
         from appc.store import ImageStore  # noqa: PLC0415
 
         store = ImageStore(args.dir)
-    log = (lambda line: sys.stderr.write(line + "\n")) if args.debug else None
+    log = _debug_log if args.debug else None
     images = []
     try:
         for path in paths:
@@ -495,7 +500,7 @@ def _run_push(args: argparse.Namespace) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="appc-push-") as work:
         images = _oci_images(args, args.args[:-1], work)
-        log = (lambda line: sys.stderr.write(line + "\n")) if args.debug else None
+        log = _debug_log if args.debug else None
         digest = push_images(
             images, reference, options=options, mount_from=args.mount_from, log=log
         )
