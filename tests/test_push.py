@@ -306,7 +306,10 @@ def test_push_prints_the_digest_and_skopeo_reads_it(
 def test_round_trip_through_docker2aci(
     registry: Registry, rich_aci: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
-    pushed(actool("push", "-insecure-allow-http", str(rich_aci), registry.ref("trip/rich")))
+    digest = pushed(
+        actool("push", "-insecure-allow-http", str(rich_aci), registry.ref("trip/rich"))
+    )
+    assert skopeo_inspect(registry, "trip/rich", "latest")["Digest"] == digest
     out = tmp_path / "out"
     proc = subprocess.run(
         [
@@ -363,6 +366,10 @@ def test_mount_from_another_repository(registry: Registry, rich_aci: pathlib.Pat
     cancelled = [r for r in uploads if r[0] == "DELETE"]
     assert len(cancelled) == 2
     assert tags(registry, "mount/target") == ["latest"]
+    assert (
+        skopeo_inspect(registry, "mount/target", "latest")["Digest"]
+        == skopeo_inspect(registry, "mount/source", "latest")["Digest"]
+    )
 
 
 def test_chunked_upload(registry: Registry, tmp_path: pathlib.Path) -> None:
@@ -411,6 +418,8 @@ def test_tls_registry_with_basic_auth(tls_registry: Registry, rich_aci: pathlib.
     pushed(actool("push", ca, str(rich_aci), reg.ref("tls/rich", "config")))
     (home / ".docker" / "config.json").unlink()
     assert tags(reg, "tls/rich") == ["ca", "config", "skip"]
+    for tag in ("skip", "config"):
+        assert skopeo_inspect(reg, "tls/rich", tag)["Digest"] == digest
     # refused: no CA, no credentials, wrong credentials
     failed(actool("push", creds, str(rich_aci), reg.ref("tls/rich", "no-ca")), "TLS error")
     failed(
@@ -573,8 +582,9 @@ def test_a_refused_push_leaves_no_tag(
     assert "_state=" not in line  # upload URLs are shown without their opaque state
     assert tags(registry, repo) == []
     # the same push straight to the registry works
-    pushed(actool("push", "--insecure-allow-http", str(rich_aci), registry.ref(repo)))
+    digest = pushed(actool("push", "--insecure-allow-http", str(rich_aci), registry.ref(repo)))
     assert tags(registry, repo) == ["latest"]
+    assert skopeo_inspect(registry, repo, "latest")["Digest"] == digest
 
 
 def test_library_push_errors(
