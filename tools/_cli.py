@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, NoReturn, TextIO
+from typing import Any, NamedTuple, NoReturn, TextIO
 
 from appc.errors import AppcError
 
@@ -63,12 +63,41 @@ def go_style(argv: Sequence[str], *, short: str = "h") -> list[str]:
     return out
 
 
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, raising :class:`UsageError` instead of exiting, and without prefix matching."""
+    """argparse, raising :class:`UsageError` instead of exiting, and without prefix matching.
+
+    Boolean flags also take Go's ``--flag=true`` / ``--flag=false`` forms.
+    """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _go_booleans(self, args: Sequence[str] | None) -> list[str] | None:
+        if args is None:
+            return None
+        out = []
+        for arg in args:
+            flag, sep, value = arg.partition("=")
+            action = self._option_string_actions.get(flag) if sep and arg.startswith("-") else None
+            if action is not None and action.nargs == 0 and (value in _TRUE or value in _FALSE):
+                if value in _TRUE:
+                    out.append(flag)
+                continue
+            out.append(arg)
+        return out
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        return super().parse_args(self._go_booleans(args), namespace)
+
+    def parse_intermixed_args(
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> Any:  # type: ignore[override]
+        return super().parse_intermixed_args(self._go_booleans(args), namespace)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
@@ -136,7 +165,9 @@ class Tool:
 
     def command(self, name: str, within: Sequence[Command] | None = None) -> Command | None:
         """Return the sub-command called *name*."""
-        return next((c for c in (self.commands if within is None else within) if c.name == name), None)
+        return next(
+            (c for c in (self.commands if within is None else within) if c.name == name), None
+        )
 
     def _global_parser(self, *, add_help: bool) -> ArgumentParser:
         parser = ArgumentParser(prog=self.name, add_help=add_help)
@@ -220,7 +251,7 @@ class Tool:
         command = self.command(name)
         if command is None:
             self.stderr.write(
-                f'{self.name}: unknown subcommand: "{name}"\nRun \'{self.name} help\' for usage.\n'
+                f"{self.name}: unknown subcommand: \"{name}\"\nRun '{self.name} help' for usage.\n"
             )
             return EXIT_USAGE
         prog = f"{self.name} {name}"
@@ -269,7 +300,9 @@ class Tool:
         if command.subcommands and len(rest) > 1:
             sub = self.command(rest[1], command.subcommands)
             if sub is not None:
-                self.stdout.write(self.parser_for(sub, f"{self.name} {command.name} {sub.name}").format_help())
+                self.stdout.write(
+                    self.parser_for(sub, f"{self.name} {command.name} {sub.name}").format_help()
+                )
                 return EXIT_OK
         if command.subcommands:
             lines = [f"{self.name} {command.name} <sub-command>", ""]
