@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.run import main  # noqa: E402
+from bench.run import main
 
 if __name__ == "__main__":
     sys.exit(main(["--only", "docker2aci", *sys.argv[1:]]))

@@ -25,7 +25,9 @@ class Sample:
     status: int
 
 
-def measure(command: str | Sequence[str], *, cwd: str | None = None, env: dict[str, str] | None = None) -> Sample:
+def measure(
+    command: str | Sequence[str], *, cwd: str | None = None, env: dict[str, str] | None = None
+) -> Sample:
     """Run *command* (a shell string for pipelines, or argv) and measure it.
 
     The peak RSS is the measured process's own (``wait4``): for a pipeline run through
@@ -106,16 +108,34 @@ def _mb(count: int) -> str:
 
 def print_table(results: Sequence[Result]) -> None:
     """The report: medians, ratio, throughput, peak RSS, sizes, target and verdict."""
-    header = ("benchmark", "ours (s)", "baseline (s)", "speedup", "ours MB/s", "peak RSS", "ours size", "base size", "target", "met")
+    header = (
+        "benchmark",
+        "ours (s)",
+        "baseline (s)",
+        "speedup",
+        "ours MB/s",
+        "peak RSS",
+        "ours size",
+        "base size",
+        "target",
+        "met",
+    )
     rows = [header]
     for r in results:
         throughput = f"{r.data_bytes / 1e6 / r.our_median:.0f}" if r.data_bytes else "-"
         verdict = "-" if r.met is None else ("yes" if r.met else "NO")
         rows.append(
             (
-                r.name, f"{r.our_median:.3f}", f"{r.baseline_median:.3f}", f"{r.speedup:.2f}x",
-                throughput, f"{r.peak_rss_mib:.0f} MiB", _mb(r.our_size), _mb(r.baseline_size),
-                r.target, verdict,
+                r.name,
+                f"{r.our_median:.3f}",
+                f"{r.baseline_median:.3f}",
+                f"{r.speedup:.2f}x",
+                throughput,
+                f"{r.peak_rss_mib:.0f} MiB",
+                _mb(r.our_size),
+                _mb(r.baseline_size),
+                r.target,
+                verdict,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -4,13 +4,13 @@
 
 Rows (targets from the performance issue, measured on the same machine in the same run):
 
-* ``build-gzip``   ``actool build`` vs ``tar -cf - | gzip -6``: ≥ 2.0× faster, output ≤ 1.03×
-* ``build-none``   ``actool build --no-compression`` vs ``tar -cf - | sha512sum``: ≥ 0.8×
-* ``validate``     ``actool validate X.aci`` vs ``gzip -dc X.aci | sha512sum``: ≥ 1.2× faster
-* ``docker2aci``   a ~300 MB 5-layer image from a local registry vs ``skopeo copy``: ≤ 1.5× its time
-* ``rkt-run``      ``rkt run --exec /bin/true`` of a stored busybox image vs ``python3 -c pass``: ≤ 2.0×
-* ``actool-version`` / ``rkt-version``  start-up vs ``python3 -c pass``: ≤ 2×
-* peak memory of build/validate/convert ≤ 100 MB whatever the size (the "peak RSS" column)
+* ``build-gzip``   ``actool build`` vs ``tar -cf - | gzip -6``: >= 2.0x faster, output <= 1.03x
+* ``build-none``   ``actool build --no-compression`` vs ``tar -cf - | sha512sum``: >= 0.8x
+* ``validate``     ``actool validate X.aci`` vs ``gzip -dc X.aci | sha512sum``: >= 1.2x faster
+* ``docker2aci``   a ~300 MB 5-layer image from a local registry vs ``skopeo copy``: <= 1.5x its time
+* ``rkt-run``      ``rkt run --exec /bin/true`` of a stored busybox image vs ``python3 -c pass``: <= 2.0x
+* ``actool-version`` / ``rkt-version``  start-up vs ``python3 -c pass``: <= 2x
+* peak memory of build/validate/convert <= 100 MB whatever the size (the "peak RSS" column)
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.harness import Result, compare, measure, print_table  # noqa: E402
-from bench.tree import make_tree  # noqa: E402
+from bench.harness import Result, compare, measure, print_table
+from bench.tree import make_tree
 
 BIN = os.path.dirname(sys.executable)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
@@ -63,19 +63,21 @@ def bench_build(tree: str, work: str, repeat: int) -> list[Result]:
     gz.data_bytes = data
     gz.our_size, gz.baseline_size = os.path.getsize(ours_out), os.path.getsize(base_out)
     size_ratio = gz.our_size / gz.baseline_size
-    gz.target = "≥2.0x, size ≤1.03x"
+    gz.target = ">=2.0x, size <=1.03x"
     gz.met = gz.speedup >= 2.0 and size_ratio <= 1.03
     gz.extra = f"size ratio {size_ratio:.3f}"
     plain_out = os.path.join(work, "plain.aci")
     none = compare(
         "build-none",
-        lambda: measure([tool("actool"), "build", "--overwrite", "--no-compression", tree, plain_out]),
+        lambda: measure(
+            [tool("actool"), "build", "--overwrite", "--no-compression", tree, plain_out]
+        ),
         lambda: measure(f"tar -C {tree} -cf - rootfs manifest | sha512sum"),
         repeat=repeat,
     )
     none.data_bytes = data
     none.our_size = os.path.getsize(plain_out)
-    none.target = "≥0.8x"
+    none.target = ">=0.8x"
     none.met = none.speedup >= 0.8
     return [gz, none]
 
@@ -93,7 +95,7 @@ def bench_validate(tree: str, work: str, repeat: int) -> list[Result]:
     )
     result.data_bytes = _tar_size(tree)
     result.our_size = os.path.getsize(image)
-    result.target = "≥1.2x"
+    result.target = ">=1.2x"
     result.met = result.speedup >= 1.2
     return [result]
 
@@ -101,9 +103,17 @@ def bench_validate(tree: str, work: str, repeat: int) -> list[Result]:
 def bench_startup(repeat: int) -> list[Result]:
     """CLI start-up against the Python floor."""
     results = []
-    for name, argv in (("actool-version", [tool("actool"), "version"]), ("rkt-version", [tool("rkt"), "version"])):
-        result = compare(name, lambda argv=argv: measure(argv), lambda: measure([sys.executable, "-c", "pass"]), repeat=repeat * 3)
-        result.target = "≤2x the floor"
+    for name, argv in (
+        ("actool-version", [tool("actool"), "version"]),
+        ("rkt-version", [tool("rkt"), "version"]),
+    ):
+        result = compare(
+            name,
+            lambda argv=argv: measure(argv),
+            lambda: measure([sys.executable, "-c", "pass"]),
+            repeat=repeat * 3,
+        )
+        result.target = "<=2x the floor"
         result.met = result.our_median <= 2 * result.baseline_median
         result.note = f"{result.our_median / result.baseline_median:.2f}x python3 -c pass"
         results.append(result)
@@ -118,9 +128,11 @@ def _busybox_layout(path: str) -> str:
         with contextlib.suppress(FileExistsError):
             os.symlink("busybox", os.path.join(rootfs, applet))
     with open(os.path.join(path, "manifest"), "w", encoding="ascii") as f:
-        f.write('{"acKind":"ImageManifest","acVersion":"0.8.11","name":"bench.example/busybox",'
-                '"labels":[{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],'
-                '"app":{"exec":["/bin/sh"],"user":"0","group":"0"}}')
+        f.write(
+            '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"bench.example/busybox",'
+            '"labels":[{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],'
+            '"app":{"exec":["/bin/sh"],"user":"0","group":"0"}}'
+        )
     return path
 
 
@@ -134,20 +146,44 @@ def bench_rkt_run(work: str, repeat: int) -> list[Result]:
     data = os.path.join(work, "rkt-data")
     fetched = subprocess.run(
         [tool("rkt"), f"--dir={data}", "--insecure-options=image", "fetch", "--full", image],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
-    argv = [tool("rkt"), f"--dir={data}", "--insecure-options=image", "run", "--pull-policy=never", "--no-metadata-service", fetched, "--exec", "/bin/true"]
+    argv = [
+        tool("rkt"),
+        f"--dir={data}",
+        "--insecure-options=image",
+        "run",
+        "--pull-policy=never",
+        "--no-metadata-service",
+        fetched,
+        "--exec",
+        "/bin/true",
+    ]
     measure(argv)  # renders the tree once, as any second run would find it
-    result = compare("rkt-run", lambda: measure(argv), lambda: measure([sys.executable, "-c", "pass"]), repeat=repeat * 2)
-    subprocess.run([tool("rkt"), f"--dir={data}", "gc", "--grace-period=0s"], capture_output=True, check=False)
-    result.target = "≤2.0x the floor"
+    result = compare(
+        "rkt-run",
+        lambda: measure(argv),
+        lambda: measure([sys.executable, "-c", "pass"]),
+        repeat=repeat * 2,
+    )
+    subprocess.run(
+        [tool("rkt"), f"--dir={data}", "gc", "--grace-period=0s"], capture_output=True, check=False
+    )
+    result.target = "<=2.0x the floor"
     result.met = result.our_median <= 2 * result.baseline_median
     result.note = f"{result.our_median / result.baseline_median:.2f}x python3 -c pass"
     nspawn = shutil.which("systemd-nspawn")
     if nspawn:
         rootfs = os.path.join(layout, "rootfs")
-        samples = [measure([nspawn, "--register=no", "--keep-unit", "-q", "-D", rootfs, "/bin/true"]) for _ in range(repeat)]
-        result.extra = f"systemd-nspawn /bin/true: {sorted(s.wall for s in samples)[len(samples) // 2]:.3f} s"
+        samples = [
+            measure([nspawn, "--register=no", "--keep-unit", "-q", "-D", rootfs, "/bin/true"])
+            for _ in range(repeat)
+        ]
+        result.extra = (
+            f"systemd-nspawn /bin/true: {sorted(s.wall for s in samples)[len(samples) // 2]:.3f} s"
+        )
     else:
         result.extra = "systemd-nspawn not installed (nothing to compare with)"
     return [result]
@@ -183,31 +219,58 @@ def bench_docker2aci(work: str, size_mb: int, repeat: int) -> list[Result]:
 
         def skopeo() -> object:
             shutil.rmtree(oci, ignore_errors=True)
-            return measure(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:latest"])
+            return measure(
+                [
+                    "skopeo",
+                    "--insecure-policy",
+                    "copy",
+                    "--src-tls-verify=false",
+                    f"docker://{ref}",
+                    f"oci:{oci}:latest",
+                ]
+            )
 
         result = compare("docker2aci", ours, skopeo, repeat=repeat)  # type: ignore[arg-type]
     result.data_bytes = size_mb * (1 << 20)
-    result.our_size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) if os.path.isdir(out) else 0
-    result.target = "≤1.5x skopeo's time"
+    result.our_size = (
+        sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+        if os.path.isdir(out)
+        else 0
+    )
+    result.target = "<=1.5x skopeo's time"
     result.met = result.our_median <= 1.5 * result.baseline_median
     result.note = f"{result.our_median / result.baseline_median:.2f}x skopeo copy (we also squash and compress)"
     return [result]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a small tree (60 MB) and fewer repeats")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small tree (60 MB) and fewer repeats"
+    )
     parser.add_argument("--size", type=int, help="tree size in MB (default 400, quick 60)")
     parser.add_argument("--repeat", type=int, help="runs of each side (default 3, quick 2)")
-    parser.add_argument("--only", default="", help="comma list: build,validate,startup,rkt,docker2aci")
+    parser.add_argument(
+        "--only", default="", help="comma list: build,validate,startup,rkt,docker2aci"
+    )
     args = parser.parse_args(argv)
     size = args.size or (60 if args.quick else 400)
     repeat = args.repeat or (2 if args.quick else 3)
-    only = set(filter(None, args.only.split(","))) or {"build", "validate", "startup", "rkt", "docker2aci"}
+    only = set(filter(None, args.only.split(","))) or {
+        "build",
+        "validate",
+        "startup",
+        "rkt",
+        "docker2aci",
+    }
     os.makedirs(OUT, exist_ok=True)
     tree = make_tree(os.path.join(OUT, f"tree-{size}mb"), size)
     work = tempfile.mkdtemp(prefix="appc-bench-", dir=OUT)
-    print(f"tree: {tree} ({_tar_size(tree) / 1e6:.0f} MB of data), {repeat} runs of each side, {os.cpu_count()} CPUs\n")
+    print(
+        f"tree: {tree} ({_tar_size(tree) / 1e6:.0f} MB of data), {repeat} runs of each side, {os.cpu_count()} CPUs\n"
+    )
     results: list[Result] = []
     try:
         if "build" in only:

@@ -77,15 +77,24 @@ def make_tree(path: str, total_mb: int, *, seed: int = 1) -> str:
         written += size
     for number in range(200):
         source = files[rng.randrange(len(files))]
-        os.symlink(os.path.relpath(source, os.path.dirname(directories[number % len(directories)])),
-                   os.path.join(directories[number % len(directories)], f"link{number:03d}"))
-        os.link(files[rng.randrange(len(files))], os.path.join(directories[(number * 7) % len(directories)], f"hard{number:03d}"))
+        os.symlink(
+            os.path.relpath(source, os.path.dirname(directories[number % len(directories)])),
+            os.path.join(directories[number % len(directories)], f"link{number:03d}"),
+        )
+        os.link(
+            files[rng.randrange(len(files))],
+            os.path.join(directories[(number * 7) % len(directories)], f"hard{number:03d}"),
+        )
     for root, dirs, names in os.walk(path):
         for name in dirs + names:
-            os.utime(os.path.join(root, name), (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+            os.utime(
+                os.path.join(root, name), (1_600_000_000, 1_600_000_000), follow_symlinks=False
+            )
     with open(os.path.join(path, "manifest"), "w", encoding="ascii") as f:
-        f.write('{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench",'
-                '"app":{"exec":["/bin/true"],"user":"0","group":"0"}}')
+        f.write(
+            '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench",'
+            '"app":{"exec":["/bin/true"],"user":"0","group":"0"}}'
+        )
     with open(marker, "w", encoding="ascii"):
         pass
     return path
