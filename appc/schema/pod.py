@@ -10,7 +10,14 @@ import attrs
 from appc.errors import InvalidManifest, ValidationError
 from appc.schema import _document
 from appc.schema.image import SPEC_VERSION, App, optional_app
-from appc.types._struct import Struct, expect_bool, expect_str, json_field, list_of
+from appc.types._struct import (
+    Struct,
+    duplicate_errors,
+    expect_bool,
+    expect_str,
+    json_field,
+    list_of,
+)
 from appc.types.acidentifier import ACIdentifier
 from appc.types.ackind import ACKind
 from appc.types.acname import ACName
@@ -50,8 +57,12 @@ class RuntimeImage(Struct):
     tells whether every app is pinned.
     """
 
-    name: ACIdentifier | None = attrs.field(default=None, converter=_optional_acidentifier, metadata=json_field("name"))
-    id: Hash | None = attrs.field(default=None, converter=_optional_hash, metadata=json_field("id", omit="none"))
+    name: ACIdentifier | None = attrs.field(
+        default=None, converter=_optional_acidentifier, metadata=json_field("name")
+    )
+    id: Hash | None = attrs.field(
+        default=None, converter=_optional_hash, metadata=json_field("id", omit="none")
+    )
     labels: Labels = attrs.field(factory=Labels, converter=Labels, metadata=json_field("labels"))
 
 
@@ -73,9 +84,13 @@ def _optional_volume(value: object) -> Volume | None:
 class Mount(Struct):
     """Where a pod volume (or the app's own ``appVolume``) is mounted in one app."""
 
-    volume: ACName | None = attrs.field(default=None, converter=_optional_acname, metadata=json_field("volume", omit="none"))
+    volume: ACName | None = attrs.field(
+        default=None, converter=_optional_acname, metadata=json_field("volume", omit="none")
+    )
     path: str = attrs.field(default="", converter=_str, metadata=json_field("path", omit="never"))
-    app_volume: Volume | None = attrs.field(default=None, converter=_optional_volume, metadata=json_field("appVolume"))
+    app_volume: Volume | None = attrs.field(
+        default=None, converter=_optional_volume, metadata=json_field("appVolume")
+    )
 
 
 def _mount(item: object) -> Mount:
@@ -94,12 +109,22 @@ def _bool(value: object) -> bool:
 class RuntimeApp(Struct):
     """One app of a pod: its name in the pod, its image, optional overrides and mounts."""
 
-    name: ACName | None = attrs.field(default=None, converter=_optional_acname, metadata=json_field("name", omit="none"))
-    image: RuntimeImage = attrs.field(factory=RuntimeImage, converter=_runtime_image, metadata=json_field("image", omit="never"))
+    name: ACName | None = attrs.field(
+        default=None, converter=_optional_acname, metadata=json_field("name", omit="none")
+    )
+    image: RuntimeImage = attrs.field(
+        factory=RuntimeImage, converter=_runtime_image, metadata=json_field("image", omit="never")
+    )
     app: App | None = attrs.field(default=None, converter=optional_app, metadata=json_field("app"))
-    read_only_rootfs: bool = attrs.field(default=False, converter=_bool, metadata=json_field("readOnlyRootFS"))
-    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=_mounts, metadata=json_field("mounts"))
-    annotations: Annotations = attrs.field(factory=Annotations, converter=Annotations, metadata=json_field("annotations"))
+    read_only_rootfs: bool = attrs.field(
+        default=False, converter=_bool, metadata=json_field("readOnlyRootFS")
+    )
+    mounts: tuple[Mount, ...] = attrs.field(
+        default=(), converter=_mounts, metadata=json_field("mounts")
+    )
+    annotations: Annotations = attrs.field(
+        factory=Annotations, converter=Annotations, metadata=json_field("annotations")
+    )
 
 
 def _runtime_app(item: object) -> RuntimeApp:
@@ -109,14 +134,11 @@ def _runtime_app(item: object) -> RuntimeApp:
 def _apps(value: Iterable[Any] | None) -> tuple[RuntimeApp, ...]:
     # Apps without a name count as named "", as in the reference: two of them clash.
     apps = list_of(value, _runtime_app)
-    seen: set[str | None] = set()
-    errors = []
-    for index, app in enumerate(apps):
-        if app.name in seen:
-            errors.append(
-                ValidationError(f"duplicate apps of name {str(app.name or '')!r}", path=(index, "name"))
-            )
-        seen.add(app.name)
+    errors = duplicate_errors(
+        apps,
+        lambda a: str(a.name) if a.name else None,
+        lambda name: f"duplicate apps of name {name!r}",
+    )
     if errors:
         raise InvalidManifest(errors)
     return apps
@@ -144,21 +166,40 @@ class PodManifest(Struct):
     The first seven fields are always written, ``null`` when empty, as Go does.
     """
 
-    ac_version: SemVer = attrs.field(default=SPEC_VERSION, converter=semver, metadata=json_field("acVersion", omit="never"))
+    ac_version: SemVer = attrs.field(
+        default=SPEC_VERSION, converter=semver, metadata=json_field("acVersion", omit="never")
+    )
     ac_kind: ACKind = attrs.field(
         default=ACKind.POD_MANIFEST,
         converter=_ackind_pod,
         metadata=json_field(
-            "acKind", omit="never", missing='missing or bad ACKind (must be "PodManifest")', required=True
+            "acKind",
+            omit="never",
+            missing='missing or bad ACKind (must be "PodManifest")',
+            required=True,
         ),
     )
-    apps: tuple[RuntimeApp, ...] = attrs.field(default=(), converter=_apps, metadata=json_field("apps", omit="null"))
-    volumes: tuple[Volume, ...] = attrs.field(default=(), converter=volumes, metadata=json_field("volumes", omit="null"))
-    isolators: Isolators = attrs.field(factory=Isolators, converter=pod_isolators, metadata=json_field("isolators", omit="null"))
-    annotations: Annotations = attrs.field(factory=Annotations, converter=Annotations, metadata=json_field("annotations", omit="null"))
-    ports: tuple[ExposedPort, ...] = attrs.field(default=(), converter=exposed_ports, metadata=json_field("ports", omit="null"))
-    user_annotations: dict[str, str] = attrs.field(factory=dict, converter=_string_map, metadata=json_field("userAnnotations"))
-    user_labels: dict[str, str] = attrs.field(factory=dict, converter=_string_map, metadata=json_field("userLabels"))
+    apps: tuple[RuntimeApp, ...] = attrs.field(
+        default=(), converter=_apps, metadata=json_field("apps", omit="null")
+    )
+    volumes: tuple[Volume, ...] = attrs.field(
+        default=(), converter=volumes, metadata=json_field("volumes", omit="null")
+    )
+    isolators: Isolators = attrs.field(
+        factory=Isolators, converter=pod_isolators, metadata=json_field("isolators", omit="null")
+    )
+    annotations: Annotations = attrs.field(
+        factory=Annotations, converter=Annotations, metadata=json_field("annotations", omit="null")
+    )
+    ports: tuple[ExposedPort, ...] = attrs.field(
+        default=(), converter=exposed_ports, metadata=json_field("ports", omit="null")
+    )
+    user_annotations: dict[str, str] = attrs.field(
+        factory=dict, converter=_string_map, metadata=json_field("userAnnotations")
+    )
+    user_labels: dict[str, str] = attrs.field(
+        factory=dict, converter=_string_map, metadata=json_field("userLabels")
+    )
 
     @classmethod
     def from_dict(cls, data: object, *, structural: bool = True) -> PodManifest:

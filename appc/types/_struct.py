@@ -12,7 +12,7 @@ reference decoder) is done once for a whole document by :mod:`appc.schema`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -21,6 +21,7 @@ from appc.errors import InvalidManifest, ValidationError
 
 __all__ = [
     "Struct",
+    "duplicate_errors",
     "expect_bool",
     "expect_int",
     "expect_list",
@@ -155,6 +156,24 @@ def list_of(value: object, item: Callable[[Any], _T]) -> tuple[_T, ...]:
     if errors:
         raise InvalidManifest(errors)
     return tuple(out)
+
+
+def duplicate_errors(
+    items: Sequence[_T], key: Callable[[_T], str | None], message: Callable[[str], str]
+) -> list[ValidationError]:
+    """An error for each element whose *key* (its name) an earlier element already has.
+
+    Each error sits at ``[index].name`` and says *message(name)*.
+    """
+    seen: set[str | None] = set()
+    errors = []
+    for index, item in enumerate(items):
+        name = key(item)
+        if name in seen:
+            text = str(name or "")
+            errors.append(ValidationError(message(text), path=(index, "name"), value=text))
+        seen.add(name)
+    return errors
 
 
 def to_json(value: object) -> Any:

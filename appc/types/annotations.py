@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from appc.errors import InvalidManifest, ValidationError
-from appc.types._struct import Struct, expect_str, json_field, list_of
+from appc.types._struct import Struct, duplicate_errors, expect_str, json_field, list_of
 from appc.types.acidentifier import ACIdentifier
 from appc.types.date import parse_rfc3339
 from appc.types.url import check_http_url
@@ -28,8 +28,12 @@ def _annotation_value(value: object) -> str:
 class Annotation(Struct):
     """One ``{name, value}`` annotation."""
 
-    name: ACIdentifier = attrs.field(converter=ACIdentifier, metadata=json_field("name", omit="never"))
-    value: str = attrs.field(default="", converter=_annotation_value, metadata=json_field("value", omit="never"))
+    name: ACIdentifier = attrs.field(
+        converter=ACIdentifier, metadata=json_field("name", omit="never")
+    )
+    value: str = attrs.field(
+        default="", converter=_annotation_value, metadata=json_field("value", omit="never")
+    )
 
 
 def _annotation(item: object) -> Annotation:
@@ -66,24 +70,19 @@ class Annotations(tuple[Annotation, ...]):
         if isinstance(items, Mapping):
             items = [Annotation(k, v) for k, v in items.items()]
         annotations = list_of(items, _annotation)
-        seen: set[str] = set()
-        errors = []
+        errors = duplicate_errors(
+            annotations,
+            lambda a: str(a.name),
+            lambda name: f"duplicate annotations of name {name!r}",
+        )
         for index, annotation in enumerate(annotations):
-            if annotation.name in seen:
-                errors.append(
-                    ValidationError(
-                        f"duplicate annotations of name {str(annotation.name)!r}",
-                        path=(index, "name"),
-                        value=str(annotation.name),
-                    )
-                )
-            seen.add(annotation.name)
             check = _CHECKED.get(annotation.name)
             if check is not None:
                 try:
                     check(annotation.value)
                 except ValidationError as err:
                     errors.append(err.prefixed(index, "value"))
+        errors.sort(key=lambda error: error.path[0])  # by element, as they were found
         if errors:
             raise InvalidManifest(errors)
         return tuple.__new__(cls, annotations)

@@ -14,7 +14,7 @@ def __dir__() -> list[str]:
     return __all__
 
 
-# ASCII digits only: Python's \d would also take other scripts' digits (``２０１４``), Go does not.
+# ASCII digits only: Python's \d would also take other scripts' digits (full-width digits, say), Go does not.
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
     r"(Z|[+-][0-9]{2}:[0-9]{2})"
@@ -40,7 +40,7 @@ def parse_rfc3339(text: str) -> datetime.datetime:
     fraction, zone = match.group(7), match.group(8)
     microsecond = int((fraction[1:] + "000000")[:6]) if fraction else 0
     if zone == "Z":
-        tz = datetime.timezone.utc
+        tz = datetime.UTC
     else:
         zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
         if zone_hours > 23 or zone_minutes > 59:

@@ -35,7 +35,9 @@ class Dependency(Struct):
         converter=ACIdentifier,
         metadata=json_field("imageName", omit="never", missing="imageName cannot be empty"),
     )
-    image_id: Hash | None = attrs.field(default=None, converter=_optional_hash, metadata=json_field("imageID"))
+    image_id: Hash | None = attrs.field(
+        default=None, converter=_optional_hash, metadata=json_field("imageID")
+    )
     labels: Labels = attrs.field(factory=Labels, converter=Labels, metadata=json_field("labels"))
     size: int = attrs.field(default=0, converter=_size, metadata=json_field("size"))
 

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from appc.errors import InvalidManifest, ValidationError
-from appc.types._struct import Struct, expect_str, json_field, list_of
+from appc.types._struct import Struct, duplicate_errors, expect_str, json_field, list_of
 
 __all__ = ["Environment", "EnvironmentVariable"]
 
@@ -42,7 +42,9 @@ class EnvironmentVariable(Struct):
     """One ``{name, value}`` variable; the name matches ``[A-Za-z_][A-Za-z_0-9.-]*``."""
 
     name: str = attrs.field(converter=_env_name, metadata=json_field("name", omit="never"))
-    value: str = attrs.field(default="", converter=_env_value, metadata=json_field("value", omit="never"))
+    value: str = attrs.field(
+        default="", converter=_env_value, metadata=json_field("value", omit="never")
+    )
 
 
 def _variable(item: object) -> EnvironmentVariable:
@@ -68,18 +70,11 @@ class Environment(tuple[EnvironmentVariable, ...]):
         if isinstance(items, Mapping):
             items = list(items.items())
         variables = list_of(items, _variable)
-        seen: set[str] = set()
-        errors = []
-        for index, variable in enumerate(variables):
-            if variable.name in seen:
-                errors.append(
-                    ValidationError(
-                        f"duplicate environment variable of name {variable.name!r}",
-                        path=(index, "name"),
-                        value=variable.name,
-                    )
-                )
-            seen.add(variable.name)
+        errors = duplicate_errors(
+            variables,
+            lambda v: v.name,
+            lambda name: f"duplicate environment variable of name {name!r}",
+        )
         if errors:
             raise InvalidManifest(errors)
         return tuple.__new__(cls, variables)

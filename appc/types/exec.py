@@ -8,9 +8,15 @@ from typing import Any
 import attrs
 
 from appc.errors import InvalidManifest, ValidationError
-from appc.types._struct import Struct, expect_str, json_field, list_of
+from appc.types._struct import Struct, duplicate_errors, expect_str, json_field, list_of
 
-__all__ = ["EVENT_HANDLER_NAMES", "EventHandler", "event_handlers", "exec_from_string", "parse_exec"]
+__all__ = [
+    "EVENT_HANDLER_NAMES",
+    "EventHandler",
+    "event_handlers",
+    "exec_from_string",
+    "parse_exec",
+]
 
 
 def __dir__() -> list[str]:
@@ -60,7 +66,9 @@ class EventHandler(Struct):
         converter=_handler_name,
         metadata=json_field("name", omit="never", missing='eventHandler "name" cannot be empty'),
     )
-    exec: tuple[str, ...] = attrs.field(default=(), converter=parse_exec, metadata=json_field("exec"))
+    exec: tuple[str, ...] = attrs.field(
+        default=(), converter=parse_exec, metadata=json_field("exec")
+    )
 
 
 def _event_handler(item: object) -> EventHandler:
@@ -70,18 +78,9 @@ def _event_handler(item: object) -> EventHandler:
 def event_handlers(value: Iterable[Any] | None) -> tuple[EventHandler, ...]:
     """Converter: the event handler list, each name at most once."""
     handlers = list_of(value, _event_handler)
-    seen: set[str] = set()
-    errors = []
-    for index, handler in enumerate(handlers):
-        if handler.name in seen:
-            errors.append(
-                ValidationError(
-                    f"Only one eventHandler of name {handler.name!r} allowed",
-                    path=(index, "name"),
-                    value=handler.name,
-                )
-            )
-        seen.add(handler.name)
+    errors = duplicate_errors(
+        handlers, lambda h: h.name, lambda name: f"Only one eventHandler of name {name!r} allowed"
+    )
     if errors:
         raise InvalidManifest(errors)
     return handlers

@@ -54,9 +54,20 @@ def __dir__() -> list[str]:
 
 #: The capability bounding set an app gets when no capability isolator says otherwise.
 DEFAULT_CAPABILITIES: tuple[str, ...] = (
-    "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
-    "CAP_KILL", "CAP_MKNOD", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE", "CAP_SETUID",
-    "CAP_SETGID", "CAP_SETPCAP", "CAP_SETFCAP", "CAP_SYS_CHROOT",
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETUID",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETFCAP",
+    "CAP_SYS_CHROOT",
 )
 
 
@@ -131,7 +142,9 @@ def _field(obj: Mapping[str, Any], key: str, parse: Callable[[Any], Any]) -> Any
 
 
 def _name_set(obj: Mapping[str, Any]) -> tuple[str, ...]:
-    names = _field(obj, "set", lambda v: list_of(expect_list(v) if v is not None else v, expect_str))
+    names = _field(
+        obj, "set", lambda v: list_of(expect_list(v) if v is not None else v, expect_str)
+    )
     if not names:
         raise ValidationError("set must be non-empty", path=("set",))
     return tuple(names)
@@ -218,12 +231,18 @@ KNOWN_ISOLATORS: Mapping[str, IsolatorKind] = {
         IsolatorKind("os/linux/capabilities-remove-set", _capabilities, scopes=_APP),
         IsolatorKind("os/linux/no-new-privileges", expect_bool, scopes=_APP),
         IsolatorKind(
-            "os/linux/seccomp-remove-set", _seccomp, multiple=False,
-            conflicts=("os/linux/seccomp-retain-set",), scopes=_APP,
+            "os/linux/seccomp-remove-set",
+            _seccomp,
+            multiple=False,
+            conflicts=("os/linux/seccomp-retain-set",),
+            scopes=_APP,
         ),
         IsolatorKind(
-            "os/linux/seccomp-retain-set", _seccomp, multiple=False,
-            conflicts=("os/linux/seccomp-remove-set",), scopes=_APP,
+            "os/linux/seccomp-retain-set",
+            _seccomp,
+            multiple=False,
+            conflicts=("os/linux/seccomp-remove-set",),
+            scopes=_APP,
         ),
         IsolatorKind("os/linux/oom-score-adj", _ranged_int(-1000, 1000), multiple=False),
         IsolatorKind("os/linux/cpu-shares", _ranged_int(2, 262144), multiple=False),
@@ -251,8 +270,12 @@ class Isolator(Struct):
     1000000000
     """
 
-    name: ACIdentifier = attrs.field(converter=ACIdentifier, metadata=json_field("name", omit="never"))
-    value: Any = attrs.field(default=None, converter=_any_value, metadata=json_field("value", omit="never"))
+    name: ACIdentifier = attrs.field(
+        converter=ACIdentifier, metadata=json_field("name", omit="never")
+    )
+    value: Any = attrs.field(
+        default=None, converter=_any_value, metadata=json_field("value", omit="never")
+    )
     parsed: object = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -325,7 +348,9 @@ def app_isolators(value: Iterable[Any] | None) -> Isolators:
         if kind is None:
             errors.append(
                 ValidationError(
-                    f"invalid isolator {str(isolator.name)!r}", path=(index, "name"), value=str(isolator.name)
+                    f"invalid isolator {str(isolator.name)!r}",
+                    path=(index, "name"),
+                    value=str(isolator.name),
                 )
             )
             continue

@@ -29,8 +29,16 @@ VALID_OS_ARCH: Mapping[str, tuple[str, ...]] = {
     "darwin": ("x86_64", "i386"),
     "freebsd": ("amd64", "i386", "arm"),
     "linux": (
-        "amd64", "i386", "aarch64", "aarch64_be", "armv6l", "armv7l", "armv7b",
-        "ppc64", "ppc64le", "s390x",
+        "amd64",
+        "i386",
+        "aarch64",
+        "aarch64_be",
+        "armv6l",
+        "armv7l",
+        "armv7b",
+        "ppc64",
+        "ppc64le",
+        "s390x",
     ),
 }
 
@@ -123,8 +131,12 @@ class Label(Struct):
     through, which no lookup could ever match).
     """
 
-    name: ACIdentifier = attrs.field(converter=ACIdentifier, metadata=json_field("name", omit="never"))
-    value: str = attrs.field(default="", converter=_label_value, metadata=json_field("value", omit="never"))
+    name: ACIdentifier = attrs.field(
+        converter=ACIdentifier, metadata=json_field("name", omit="never")
+    )
+    value: str = attrs.field(
+        default="", converter=_label_value, metadata=json_field("value", omit="never")
+    )
 
 
 def _label(item: object) -> Label:
@@ -162,7 +174,9 @@ class Labels(tuple[Label, ...]):
         for index, label in enumerate(labels):
             if label.name == "name":
                 errors.append(
-                    ValidationError('invalid label name: "name"', path=(index, "name"), value="name")
+                    ValidationError(
+                        'invalid label name: "name"', path=(index, "name"), value="name"
+                    )
                 )
             elif label.name in seen:
                 errors.append(

@@ -40,7 +40,9 @@ class MountPoint(Struct):
     cannot satisfy the mount).  :func:`mount_point_from_string` needs both.
     """
 
-    name: ACName | None = attrs.field(default=None, converter=_optional_acname, metadata=json_field("name", omit="none"))
+    name: ACName | None = attrs.field(
+        default=None, converter=_optional_acname, metadata=json_field("name", omit="none")
+    )
     path: str = attrs.field(default="", converter=_path, metadata=json_field("path"))
     read_only: bool = attrs.field(default=False, converter=_bool, metadata=json_field("readOnly"))
 

@@ -46,7 +46,9 @@ class Port(Struct):
     ``name`` and ``protocol`` are not required, as in the reference.
     """
 
-    name: ACName | None = attrs.field(default=None, converter=_optional_acname, metadata=json_field("name", omit="none"))
+    name: ACName | None = attrs.field(
+        default=None, converter=_optional_acname, metadata=json_field("name", omit="none")
+    )
     protocol: str = attrs.field(default="", converter=_protocol, metadata=json_field("protocol"))
     port: int = attrs.field(default=0, converter=_uint, metadata=json_field("port", omit="never"))
     count: int = attrs.field(default=1, converter=_uint, metadata=json_field("count", omit="never"))
@@ -133,9 +135,15 @@ class ExposedPort(Struct):
     """
 
     name: ACName = attrs.field(converter=_port_name, metadata=json_field("name", omit="never"))
-    host_port: int = attrs.field(default=0, converter=_uint, metadata=json_field("hostPort", omit="never"))
-    host_ip: str | None = attrs.field(default=None, converter=_optional_host_ip, metadata=json_field("hostIP"))
-    pod_port: Port | None = attrs.field(default=None, converter=_optional_port, metadata=json_field("podPort"))
+    host_port: int = attrs.field(
+        default=0, converter=_uint, metadata=json_field("hostPort", omit="never")
+    )
+    host_ip: str | None = attrs.field(
+        default=None, converter=_optional_host_ip, metadata=json_field("hostIP")
+    )
+    pod_port: Port | None = attrs.field(
+        default=None, converter=_optional_port, metadata=json_field("podPort")
+    )
 
 
 def _exposed_port(item: object) -> ExposedPort:

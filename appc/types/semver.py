@@ -54,9 +54,7 @@ class SemVer:
         if isinstance(text, SemVer):
             return text
         if not isinstance(text, str):
-            raise ValidationError(
-                f"SemVer must be a string, not {type(text).__name__}", value=text
-            )
+            raise ValidationError(f"SemVer must be a string, not {type(text).__name__}", value=text)
         rest, _, metadata = text.partition("+")
         rest, _, prerelease = rest.partition("-")
         parts = rest.split(".")

@@ -10,7 +10,15 @@ import attrs
 
 from appc.errors import InvalidManifest, ValidationError
 from appc.types._options import parse_go_bool, parse_options
-from appc.types._struct import Struct, expect_bool, expect_int, expect_str, json_field, list_of
+from appc.types._struct import (
+    Struct,
+    duplicate_errors,
+    expect_bool,
+    expect_int,
+    expect_str,
+    json_field,
+    list_of,
+)
 from appc.types.acname import ACName
 
 __all__ = ["VOLUME_KINDS", "Volume", "volume_from_string", "volumes"]
@@ -59,11 +67,21 @@ class Volume(Struct):
     name: ACName = attrs.field(converter=_volume_name, metadata=json_field("name", omit="never"))
     kind: str = attrs.field(default="", converter=_str, metadata=json_field("kind", omit="never"))
     source: str = attrs.field(default="", converter=_str, metadata=json_field("source"))
-    read_only: bool | None = attrs.field(default=None, converter=_optional_bool, metadata=json_field("readOnly", omit="none"))
-    recursive: bool | None = attrs.field(default=None, converter=_optional_bool, metadata=json_field("recursive", omit="none"))
-    mode: str | None = attrs.field(default=None, converter=_optional_str, metadata=json_field("mode", omit="none"))
-    uid: int | None = attrs.field(default=None, converter=_optional_int, metadata=json_field("uid", omit="none"))
-    gid: int | None = attrs.field(default=None, converter=_optional_int, metadata=json_field("gid", omit="none"))
+    read_only: bool | None = attrs.field(
+        default=None, converter=_optional_bool, metadata=json_field("readOnly", omit="none")
+    )
+    recursive: bool | None = attrs.field(
+        default=None, converter=_optional_bool, metadata=json_field("recursive", omit="none")
+    )
+    mode: str | None = attrs.field(
+        default=None, converter=_optional_str, metadata=json_field("mode", omit="none")
+    )
+    uid: int | None = attrs.field(
+        default=None, converter=_optional_int, metadata=json_field("uid", omit="none")
+    )
+    gid: int | None = attrs.field(
+        default=None, converter=_optional_int, metadata=json_field("gid", omit="none")
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.kind == "host":
@@ -71,7 +89,9 @@ class Volume(Struct):
                 raise ValidationError("source for host volume cannot be empty", path=("source",))
             if not self.source.startswith("/"):
                 raise ValidationError(
-                    "source for host volume must be absolute path", path=("source",), value=self.source
+                    "source for host volume must be absolute path",
+                    path=("source",),
+                    value=self.source,
                 )
             for key in _EMPTY_DEFAULTS:
                 if getattr(self, key) is not None:
@@ -117,16 +137,9 @@ def _volume(item: object) -> Volume:
 def volumes(value: Iterable[Any] | None) -> tuple[Volume, ...]:
     """Converter: a pod's volume list, names unique."""
     result = list_of(value, _volume)
-    seen: set[str] = set()
-    errors = []
-    for index, volume in enumerate(result):
-        if volume.name in seen:
-            errors.append(
-                ValidationError(
-                    f"duplicate volume name {str(volume.name)!r}", path=(index, "name"), value=str(volume.name)
-                )
-            )
-        seen.add(volume.name)
+    errors = duplicate_errors(
+        result, lambda v: str(v.name), lambda name: f"duplicate volume name {name!r}"
+    )
     if errors:
         raise InvalidManifest(errors)
     return result
