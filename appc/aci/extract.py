@@ -22,7 +22,7 @@ from typing import IO
 import attrs
 
 from appc.aci._compress import DEFAULT_MAX_SIZE
-from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader, clean_name
+from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader, clean_name, rootfs_relative
 from appc.aci.validate import EntryChecker, image_manifest
 from appc.errors import ImageError
 from appc.types.hash import Hash
@@ -107,7 +107,9 @@ class TreeWriter:
             shutil.rmtree(path)
             prefix = rel + "/"
             self._dirs = {d for d in self._dirs if d != rel and not d.startswith(prefix)}
-            self._dir_meta = {d: m for d, m in self._dir_meta.items() if d != rel and not d.startswith(prefix)}
+            self._dir_meta = {
+                d: m for d, m in self._dir_meta.items() if d != rel and not d.startswith(prefix)
+            }
         else:
             os.unlink(path)
 
@@ -140,7 +142,9 @@ class TreeWriter:
             return
         self._dirs.discard(rel)
         if info.isreg():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
             with os.fdopen(fd, "wb") as out:
                 if content is not None:
                     shutil.copyfileobj(content, out, 1024 * 1024)
@@ -154,7 +158,9 @@ class TreeWriter:
                 )
             target = self._path(info.linkname)
             if not os.path.lexists(target) or stat.S_ISDIR(os.lstat(target).st_mode):
-                raise ImageError(f"hard link {rel!r} to missing or directory target {info.linkname!r}")
+                raise ImageError(
+                    f"hard link {rel!r} to missing or directory target {info.linkname!r}"
+                )
             os.link(target, path, follow_symlinks=False)
             return  # the link shares its target's inode: metadata is the target's
         elif info.ischr() or info.isblk():
@@ -177,7 +183,12 @@ class TreeWriter:
             for key, value in info.pax_headers.items():
                 if key.startswith("SCHILY.xattr."):
                     with contextlib.suppress(OSError):
-                        os.setxattr(path, key[13:], value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+                        os.setxattr(
+                            path,
+                            key[13:],
+                            value.encode("utf-8", "surrogateescape"),
+                            follow_symlinks=False,
+                        )
         if not symlink:
             mode = info.mode if self.options.owners else info.mode & 0o1777
             os.chmod(path, mode)
@@ -186,16 +197,10 @@ class TreeWriter:
 
     def close(self) -> None:
         """Apply directory metadata, deepest first (so writing into them was possible)."""
-        for rel in sorted(self._dir_meta, key=lambda r: r.count("/") + (1 if r else 0), reverse=True):
+        for rel in sorted(
+            self._dir_meta, key=lambda r: r.count("/") + (1 if r else 0), reverse=True
+        ):
             self._apply_meta(self._path(rel), self._dir_meta[rel])
-
-
-def _rootfs_relative(name: str) -> str | None:
-    if name == "rootfs":
-        return ""
-    if name.startswith("rootfs/"):
-        return name[len("rootfs/"):]
-    return None
 
 
 def extract_image(
@@ -268,14 +273,14 @@ def _extract_into(
                 content = io.BytesIO(manifest)
             elif info.isreg():
                 content = image.member(info)
-            relative = _rootfs_relative(name)
+            relative = rootfs_relative(name)
             if relative and keep is not None and not info.isdir() and not keep(relative):
                 continue
             dest = relative if rootfs_only else name
             if dest is None or name == ".":
                 continue
             if info.islnk():
-                link = _rootfs_relative(clean_name(info.linkname)) or ""
+                link = rootfs_relative(clean_name(info.linkname)) or ""
                 info = info.replace(linkname=link if rootfs_only else f"rootfs/{link}", deep=False)
             try:
                 writer.write(info, dest, content)

@@ -30,6 +30,7 @@ __all__ = [
     "compute_image_id",
     "read_manifest",
     "read_manifest_bytes",
+    "rootfs_relative",
     "unsafe_name_reason",
 ]
 
@@ -51,6 +52,16 @@ def clean_name(name: str) -> str:
     if cleaned.startswith("//"):
         cleaned = "/" + cleaned.lstrip("/")
     return cleaned
+
+
+def rootfs_relative(name: str) -> str | None:
+    """A cleaned entry name relative to ``rootfs/`` (``""`` for ``rootfs`` itself), or
+    ``None`` for a name outside it (``manifest``)."""
+    if name == "rootfs":
+        return ""
+    if name.startswith("rootfs/"):
+        return name[len("rootfs/") :]
+    return None
 
 
 def unsafe_name_reason(name: str) -> str | None:

@@ -55,7 +55,7 @@ from typing import IO, cast
 import attrs
 
 from appc.aci.extract import ExtractOptions, TreeWriter, extract_image
-from appc.aci.read import ImageReader, clean_name
+from appc.aci.read import ImageReader, clean_name, rootfs_relative
 from appc.aci.validate import EntryChecker
 from appc.errors import ImageError, StoreError
 from appc.schema.image import ImageManifest
@@ -137,9 +137,13 @@ def dependency_list(store: ImageStore, key: str) -> list[DependencyImage]:
     top = store.get(key)
     images: list[DependencyImage] = []
 
-    def add(image_key: str, image_id: Hash, manifest: ImageManifest, level: int, parent: int | None) -> None:
+    def add(
+        image_key: str, image_id: Hash, manifest: ImageManifest, level: int, parent: int | None
+    ) -> None:
         if len(images) >= MAX_IMAGES:
-            raise StoreError(f"image {top.key} has more than {MAX_IMAGES} images in its dependency tree")
+            raise StoreError(
+                f"image {top.key} has more than {MAX_IMAGES} images in its dependency tree"
+            )
         inherited = images[parent].whitelists if parent is not None else ()
         own = _whitelist(manifest.path_whitelist)
         whitelists = (own, *inherited) if own else inherited
@@ -188,14 +192,6 @@ def default_render_options() -> ExtractOptions:
     """Owners, xattrs and device nodes restored when running as root (a runtime's rootfs)."""
     root = os.geteuid() == 0
     return ExtractOptions(owners=root, devices=root, xattrs=root)
-
-
-def _rootfs_relative(name: str) -> str | None:
-    if name == "rootfs":
-        return ""
-    if name.startswith("rootfs/"):
-        return name[len("rootfs/") :]
-    return None
 
 
 def _parents(rel: str) -> Iterable[str]:
@@ -270,17 +266,21 @@ class _Renderer:
             seen = _ImageState(node, reader, blob)
             for info, name in reader.entries():
                 checker.check(info, name)
-                rel = _rootfs_relative(name)
+                rel = rootfs_relative(name)
                 if rel is None:
                     continue
                 try:
                     self._entry(seen, info, rel)
                 except OSError as err:
-                    raise StoreError(f"cannot render {name!r} of {source}: {err.strerror or err}") from None
+                    raise StoreError(
+                        f"cannot render {name!r} of {source}: {err.strerror or err}"
+                    ) from None
             got = reader.finish()
             checker.finish()
         if got != node.image_id:
-            raise StoreError(f"image {node.key} is corrupt: its blob hashes to {got}, not to its image ID")
+            raise StoreError(
+                f"image {node.key} is corrupt: its blob hashes to {got}, not to its image ID"
+            )
 
     def _entry(self, seen: _ImageState, info: tarfile.TarInfo, rel: str) -> None:
         if rel == "":
@@ -300,7 +300,7 @@ class _Renderer:
         target = ""
         source = info  # the header whose contents this entry has
         if info.islnk():
-            target = _rootfs_relative(clean_name(info.linkname)) or ""
+            target = rootfs_relative(clean_name(info.linkname)) or ""
             target = seen.aliases.get(target, target)
             source = seen.unrendered.get(target, info)
         if (
@@ -342,7 +342,9 @@ class _Renderer:
                     "dependency tree provides as a file"
                 ) from None
             except OSError as err:
-                raise StoreError(f"cannot render {rel!r} of image {key}: {err.strerror or err}") from None
+                raise StoreError(
+                    f"cannot render {rel!r} of image {key}: {err.strerror or err}"
+                ) from None
         self.writer.close()
 
 
@@ -396,7 +398,9 @@ def _rmtree(path: str) -> None:
 def _prepare_target(target: str, overwrite: bool) -> tuple[str, bool]:
     """Check *target* and make a work directory beside it; returns (work, target exists)."""
     exists = os.path.lexists(target)
-    empty_dir = exists and os.path.isdir(target) and not os.path.islink(target) and not os.listdir(target)
+    empty_dir = (
+        exists and os.path.isdir(target) and not os.path.islink(target) and not os.listdir(target)
+    )
     if exists and not overwrite and not empty_dir:
         raise StoreError(f"{target}: target exists (try --overwrite)")
     parent = os.path.dirname(os.path.abspath(target))
@@ -411,7 +415,9 @@ def _prepare_target(target: str, overwrite: bool) -> tuple[str, bool]:
 def _put_in_place(work: str, target: str, exists: bool) -> None:
     os.chmod(work, 0o755)
     if exists:
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", suffix=".old", dir=os.path.dirname(work))
+        old = tempfile.mkdtemp(
+            prefix=f".{os.path.basename(target)}.", suffix=".old", dir=os.path.dirname(work)
+        )
         os.rename(target, os.path.join(old, "x"))
         os.rename(work, target)
         _rmtree(old)
@@ -489,7 +495,9 @@ def extract_stored(
         except ImageError as err:
             raise StoreError(f"image {image.key} is corrupt: {err.message}") from None
         if got != image.image_id:
-            raise StoreError(f"image {image.key} is corrupt: its blob hashes to {got}, not to its image ID")
+            raise StoreError(
+                f"image {image.key} is corrupt: its blob hashes to {got}, not to its image ID"
+            )
         _put_in_place(work, target, exists)
     except OSError as err:
         _rmtree(work)
