@@ -17,12 +17,10 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import requests
 
-from appc.discovery import AppRequest, DiscoveryOptions, discover, parse_app_string
 from appc.errors import (
     AppcError,
     FetchError,
@@ -33,7 +31,13 @@ from appc.errors import (
 )
 from appc.keystore import Keystore
 from appc.signing import SignerInfo, verify_file
-from appc.transport import Transport, TransportOptions, reason
+
+if TYPE_CHECKING:
+    from appc.discovery import AppRequest
+    from appc.transport import Transport
+
+# The network modules (requests, discovery) are imported where a fetch needs the
+# network: ``rkt run`` of a stored image or a local file never pays for them.
 
 __all__ = [
     "FetchOptions",
@@ -180,13 +184,22 @@ class Fetcher:
             raise ValidationError(
                 f"unknown pull policy {self.options.pull_policy!r} (never, new or update)"
             )
-        self.transport = Transport(
-            TransportOptions(
-                insecure_allow_http=self.options.insecure.http,
-                insecure_skip_verify=self.options.insecure.tls,
-                ca_file=self.options.ca_file,
+        self._transport: Transport | None = None
+
+    @property
+    def transport(self) -> Transport:
+        """The HTTP transport of the insecure options (made on first use)."""
+        if self._transport is None:
+            from appc.transport import Transport, TransportOptions  # noqa: PLC0415
+
+            self._transport = Transport(
+                TransportOptions(
+                    insecure_allow_http=self.options.insecure.http,
+                    insecure_skip_verify=self.options.insecure.tls,
+                    ca_file=self.options.ca_file,
+                )
             )
-        )
+        return self._transport
 
     def _log(self, line: str) -> None:
         if self.options.log is not None:
@@ -249,6 +262,8 @@ class Fetcher:
             return self._download_and_import(url, sig_url, work, expected=None, latest=False)
 
     def _fetch_name(self, text: str, signature: str | None) -> Any:
+        from appc.discovery import AppRequest, DiscoveryOptions, discover, parse_app_string  # noqa: PLC0415
+
         request = parse_app_string(text)
         labels = dict(request.labels)
         os_, arch = host_os_arch()
@@ -356,6 +371,9 @@ class Fetcher:
 
     def _trust_from_https(self, name: str) -> list[Any]:
         """Discover *name*'s keys over HTTPS only, and trust them without review (rkt's flag)."""
+        from appc.discovery import AppRequest, DiscoveryOptions, discover, parse_app_string  # noqa: PLC0415
+        from appc.transport import Transport, TransportOptions  # noqa: PLC0415
+
         discovery = DiscoveryOptions(port=self.options.discovery_port, ca_file=self.options.ca_file)
         try:
             result = discover(AppRequest(parse_app_string(name).name), discovery, endpoints=False)
@@ -450,7 +468,13 @@ class Fetcher:
             if expected is not None and written != expected:
                 raise FetchError(f"truncated download: got {written} of {expected} bytes", url=url)
             return 200, response.headers.get("ETag", ""), _max_age(response.headers)
-        except requests.exceptions.RequestException as err:
+        except Exception as err:
+            import requests  # noqa: PLC0415 - already loaded by the transport
+
+            from appc.transport import reason  # noqa: PLC0415
+
+            if not isinstance(err, requests.exceptions.RequestException):
+                raise
             raise FetchError(f"download failed: {reason(err)}", url=url) from None
         finally:
             response.close()
