@@ -97,13 +97,17 @@ def _connect(path: str) -> sqlite3.Connection:
     deadline = time.monotonic() + BUSY_TIMEOUT
     while True:
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
                 # Switching a new database to WAL needs a moment of exclusive access;
                 # with many processes opening a fresh store at once it may be refused.
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-                if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover - e.g. read-only
+                if (
+                    mode is None or str(mode[0]).lower() != "wal"
+                ):  # pragma: no cover - e.g. read-only
                     raise StoreError(f"cannot use WAL journal mode for {path}")
                 conn.execute("PRAGMA synchronous = FULL")
             except BaseException:
@@ -120,7 +124,9 @@ def _connect(path: str) -> sqlite3.Connection:
 
 def schema_version(conn: sqlite3.Connection) -> int | None:
     """The version recorded in the database, or ``None`` for an empty (new) database."""
-    row = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'version'").fetchone()
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'version'"
+    ).fetchone()
     if row is None:
         return None
     version = conn.execute("SELECT max(version) FROM version").fetchone()

@@ -222,7 +222,9 @@ class _TempFile:
     def __init__(self, tmp_dir: str, stem: str, suffix: str) -> None:
         while True:
             path = os.path.join(tmp_dir, f"{stem}{suffix}")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE)
+            fd = os.open(
+                path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE
+            )
             lock = FileLock(fd, path)
             lock.exclusive()
             # A cleaner may have taken and removed the file between create and lock.
@@ -267,7 +269,9 @@ class ImageStore:
     Use it as a context manager or call :meth:`close` to drop the ``cas/`` lock.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX_SIZE
+    ) -> None:
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.cas = os.path.join(self.data_dir, "cas")
         self.max_size = max_size
@@ -283,9 +287,18 @@ class ImageStore:
         try:
             os.makedirs(self.data_dir, mode=_DIR_MODE, exist_ok=True)
             _mkdir(self.cas, _DIR_MODE)
-            for path in (self.blob_dir, self.manifest_dir, self.image_lock_dir, self.tree_lock_dir, self.tree_dir):
+            for path in (
+                self.blob_dir,
+                self.manifest_dir,
+                self.image_lock_dir,
+                self.tree_lock_dir,
+                self.tree_dir,
+            ):
                 _mkdir(path, _DIR_MODE)
-            for path in (os.path.join(self.blob_dir, "sha512"), os.path.join(self.manifest_dir, "sha512")):
+            for path in (
+                os.path.join(self.blob_dir, "sha512"),
+                os.path.join(self.manifest_dir, "sha512"),
+            ):
                 _mkdir(path, _DIR_MODE)
             _mkdir(os.path.join(self.cas, "db"), _DIR_MODE)
             _mkdir(self.tmp_dir, _PRIVATE_DIR_MODE)
@@ -327,7 +340,10 @@ class ImageStore:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -360,7 +376,9 @@ class ImageStore:
 
         :raises LockBusy: when *blocking* is false and the lock is held elsewhere.
         """
-        return KeyLock(self.image_lock_dir, self._check_key(key), exclusive=exclusive, blocking=blocking)
+        return KeyLock(
+            self.image_lock_dir, self._check_key(key), exclusive=exclusive, blocking=blocking
+        )
 
     # --- import --------------------------------------------------------------------
 
@@ -394,7 +412,9 @@ class ImageStore:
                 image_id, manifest_bytes, manifest, size = self._receive(source, part)
             except OSError as err:
                 if err.errno == errno.ENOSPC:
-                    raise StoreError("cannot import image: no space left on the store's device") from None
+                    raise StoreError(
+                        "cannot import image: no space left on the store's device"
+                    ) from None
                 raise _io_error("import image", err) from None
             key = key_for(image_id)
             try:
@@ -417,9 +437,17 @@ class ImageStore:
                         conn.execute(
                             "INSERT OR REPLACE INTO aciinfo (blobkey, imageid, name, labels, importtime,"
                             " lastused, latest, size, treestoresize) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (key, str(image_id), str(manifest.name),
-                             json.dumps(manifest.labels.as_dict(), sort_keys=True),
-                             now, now, int(latest), size, old[0] if old else 0),
+                            (
+                                key,
+                                str(image_id),
+                                str(manifest.name),
+                                json.dumps(manifest.labels.as_dict(), sort_keys=True),
+                                now,
+                                now,
+                                int(latest),
+                                size,
+                                old[0] if old else 0,
+                            ),
                         )
                         if remote is not None:
                             self._put_remote(conn, attrs.evolve(remote, blob_key=key))
@@ -427,7 +455,9 @@ class ImageStore:
                     intent = None
             except OSError as err:
                 if err.errno == errno.ENOSPC:
-                    raise StoreError("cannot import image: no space left on the store's device") from None
+                    raise StoreError(
+                        "cannot import image: no space left on the store's device"
+                    ) from None
                 raise _io_error("import image", err) from None
         finally:
             if part is not None:
@@ -521,8 +551,12 @@ class ImageStore:
 
     def _resolve_row(self, key_or_prefix: str) -> tuple[Any, ...]:
         wanted = key_or_prefix.strip().lower()
-        digest = wanted[len(_PREFIX):]
-        if not wanted.startswith(_PREFIX) or len(wanted) < MIN_KEY_LENGTH or not set(digest) <= _HEX:
+        digest = wanted[len(_PREFIX) :]
+        if (
+            not wanted.startswith(_PREFIX)
+            or len(wanted) < MIN_KEY_LENGTH
+            or not set(digest) <= _HEX
+        ):
             raise StoreError(
                 f"bad image ID {key_or_prefix!r}: expected sha512- and at least 2 hex digits"
             )
@@ -563,7 +597,8 @@ class ImageStore:
         wanted = dict(labels or {})
         with self._db.transaction(write=False) as conn:
             rows = conn.execute(
-                f"SELECT {self._COLUMNS}, labels FROM aciinfo WHERE name = ? ORDER BY rowid", (str(name),)
+                f"SELECT {self._COLUMNS}, labels FROM aciinfo WHERE name = ? ORDER BY rowid",
+                (str(name),),
             ).fetchall()
         version_requested = "version" in wanted
         best: tuple[Any, ...] | None = None
@@ -585,7 +620,9 @@ class ImageStore:
     def list(self) -> list[StoredImage]:
         """Every image, oldest import first."""
         with self._db.transaction(write=False) as conn:
-            rows = conn.execute(f"SELECT {self._COLUMNS} FROM aciinfo ORDER BY importtime, blobkey").fetchall()
+            rows = conn.execute(
+                f"SELECT {self._COLUMNS} FROM aciinfo ORDER BY importtime, blobkey"
+            ).fetchall()
         return [self._image(tuple(row)) for row in rows]
 
     def open_blob(self, key: str) -> IO[bytes]:
@@ -606,7 +643,9 @@ class ImageStore:
         """Set the last-used time of *key* (or a prefix) to now."""
         resolved = self.resolve(key)
         with self._db.transaction() as conn:
-            conn.execute("UPDATE aciinfo SET lastused = ? WHERE blobkey = ?", (time.time_ns(), resolved))
+            conn.execute(
+                "UPDATE aciinfo SET lastused = ? WHERE blobkey = ?", (time.time_ns(), resolved)
+            )
 
     def set_tree_size(self, key: str, size: int) -> None:
         """Record the size of the image's rendered tree (0: none); a missing image is ignored."""
@@ -620,8 +659,14 @@ class ImageStore:
         conn.execute(
             "INSERT OR REPLACE INTO remote (aciurl, sigurl, etag, blobkey, cachemaxage, downloadtime)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (info.aci_url, info.sig_url, info.etag, info.blob_key, int(info.cache_max_age),
-             _to_ns(info.download_time)),
+            (
+                info.aci_url,
+                info.sig_url,
+                info.etag,
+                info.blob_key,
+                int(info.cache_max_age),
+                _to_ns(info.download_time),
+            ),
         )
 
     def get_remote(self, aci_url: str) -> RemoteInfo | None:
@@ -659,7 +704,9 @@ class ImageStore:
             os.fsync(intent.lock.fd)
             with self.key_lock(resolved, exclusive=True) as lock:
                 with self._db.transaction() as conn:
-                    found = conn.execute("SELECT 1 FROM aciinfo WHERE blobkey = ?", (resolved,)).fetchone()
+                    found = conn.execute(
+                        "SELECT 1 FROM aciinfo WHERE blobkey = ?", (resolved,)
+                    ).fetchone()
                     if found is None:
                         raise StoreError(f"no image with ID {resolved!r} in the store")
                     conn.execute("DELETE FROM aciinfo WHERE blobkey = ?", (resolved,))
@@ -788,7 +835,9 @@ class ImageStore:
             try:
                 st = os.stat(self.blob_path(key))
                 if st.st_size != size and not self._busy(key):
-                    problems.append(f"image {key}: blob has {st.st_size} bytes, the index says {size}")
+                    problems.append(
+                        f"image {key}: blob has {st.st_size} bytes, the index says {size}"
+                    )
             except FileNotFoundError:
                 if not self._busy(key):
                     problems.append(f"image {key}: blob missing")
@@ -796,11 +845,15 @@ class ImageStore:
                 problems.append(f"image {key}: manifest missing")
         for what, base in (("blob", self.blob_dir), ("manifest", self.manifest_dir)):
             for path, name in self._stored_files(base):
-                if not is_key(name) or os.path.dirname(path) != os.path.join(base, "sha512", name[7:9]):
+                if not is_key(name) or os.path.dirname(path) != os.path.join(
+                    base, "sha512", name[7:9]
+                ):
                     problems.append(f"unexpected file in the store: {path}")
                 elif name not in rows and not self._busy(name):
                     with self._db.transaction(write=False) as conn:
-                        if conn.execute("SELECT 1 FROM aciinfo WHERE blobkey = ?", (name,)).fetchone():
+                        if conn.execute(
+                            "SELECT 1 FROM aciinfo WHERE blobkey = ?", (name,)
+                        ).fetchone():
                             continue  # imported meanwhile
                     problems.append(f"{what} without an index row: {path}")
         for url, key in remotes:

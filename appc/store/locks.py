@@ -79,7 +79,9 @@ class FileLock:
         self.mode: str | None = None  # "shared", "exclusive" or None (unlocked)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, directory: bool = False, create: bool = True) -> FileLock:
+    def open(
+        cls, path: str | os.PathLike[str], *, directory: bool = False, create: bool = True
+    ) -> FileLock:
         """Open *path* for locking (no lock is taken yet).
 
         :param directory: *path* is a directory (opened read-only with ``O_DIRECTORY``).
@@ -155,7 +157,10 @@ class FileLock:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -189,7 +194,9 @@ def lock_file(
     return lock
 
 
-def lock_directory(path: str | os.PathLike[str], *, exclusive: bool, blocking: bool = True) -> FileLock:
+def lock_directory(
+    path: str | os.PathLike[str], *, exclusive: bool, blocking: bool = True
+) -> FileLock:
     """Open the directory *path* and lock it.
 
     :raises LockBusy: when *blocking* is false and the lock is held elsewhere.
@@ -211,7 +218,9 @@ class KeyLock(FileLock):
     :raises ValueError: for a key that is not a plain file name.
     """
 
-    def __init__(self, lock_dir: str | os.PathLike[str], key: str, *, exclusive: bool, blocking: bool = True) -> None:
+    def __init__(
+        self, lock_dir: str | os.PathLike[str], key: str, *, exclusive: bool, blocking: bool = True
+    ) -> None:
         if not key or "/" in key or key in (".", ".."):
             raise ValueError(f"bad lock key {key!r}")
         path = os.path.join(os.fspath(lock_dir), key)

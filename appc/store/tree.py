@@ -199,7 +199,9 @@ class TreeStore:
                 try:
                     self._render(path, rootfs, images)
                 except OSError as err:
-                    raise StoreError(f"cannot render tree {tree_id}: {err.strerror or err}") from None
+                    raise StoreError(
+                        f"cannot render tree {tree_id}: {err.strerror or err}"
+                    ) from None
         if fresh:
             with contextlib.suppress(StoreError, OSError):
                 self.store.set_tree_size(top.key, self.size(tree_id))
@@ -251,7 +253,9 @@ class TreeStore:
                 raise StoreError(f"tree {tree_id} has no recorded hash")
             current = tree_digest(os.path.join(path, "rootfs"))
         if current != recorded:
-            raise StoreError(f"tree {tree_id} was modified: its hash is {current}, expected {recorded}")
+            raise StoreError(
+                f"tree {tree_id} was modified: its hash is {current}, expected {recorded}"
+            )
         return current
 
     def remove(self, tree_id: str) -> None:
