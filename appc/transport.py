@@ -9,6 +9,8 @@ bounded), and error messages that name the URL, never a credential.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import re
 import threading
 import time
@@ -22,7 +24,7 @@ import requests
 
 from appc.errors import FetchError
 
-__all__ = ["RETRY_STATUS", "Transport", "TransportOptions", "reason"]
+__all__ = ["RETRY_STATUS", "Transport", "TransportOptions", "reason", "retry_after"]
 
 #: Statuses worth trying again.
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -57,8 +59,11 @@ class TransportOptions:
     :param insecure_skip_verify: do not verify TLS certificates.
     :param ca_file: a PEM bundle of extra trusted CAs.
     :param retries: how many times a failed request is tried again.
-    :param backoff: the first retry delay in seconds (doubled each time, at most 30 s).
+    :param backoff: the first retry delay in seconds (doubled each time, at most
+        *max_delay*).
     :param timeout: seconds to connect, and to wait for each read.
+    :param max_delay: the longest wait between two attempts, also for a server's
+        ``Retry-After`` (a server cannot make a client wait for an hour).
     """
 
     insecure_allow_http: bool = False
@@ -68,6 +73,7 @@ class TransportOptions:
     backoff: float = 0.5
     timeout: float = 30.0
     user_agent: str = "appc/0.1"
+    max_delay: float = 30.0
 
 
 class Transport:
@@ -185,10 +191,12 @@ class Transport:
                 response = self.send(method, url, headers=fresh, stream=stream, data=data)
             except _CONNECTION_ERRORS as err:
                 if attempt >= self.options.retries or callable(getattr(data, "read", None)):
-                    raise FetchError(f"connection failed: {reason(err)}", url=url) from None
+                    raise FetchError(
+                        f"connection failed{_attempts(attempt)}: {reason(err)}", url=url
+                    ) from None
                 attempt += 1
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                time.sleep(min(delay, self.options.max_delay))
+                delay = min(delay * 2, self.options.max_delay)
                 continue
             if response.status_code in wanted:
                 return response
@@ -196,18 +204,36 @@ class Transport:
                 continue
             if response.status_code in RETRY_STATUS and attempt < self.options.retries:
                 attempt += 1
-                wait = _retry_after(response, delay)
+                wait = min(retry_after(response, delay), self.options.max_delay)
                 response.close()
                 time.sleep(wait)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, self.options.max_delay)
                 continue
-            raise status_error(response, url)
+            error = status_error(response, url)
+            if attempt and response.status_code in RETRY_STATUS:
+                error.message += _attempts(attempt)
+            raise error
 
 
-def _retry_after(response: requests.Response, default: float) -> float:
-    value = response.headers.get("Retry-After", "")
+def _attempts(retried: int) -> str:
+    """`` after N attempts`` once a request was retried (empty otherwise)."""
+    return f" after {retried + 1} attempts" if retried else ""
+
+
+def retry_after(response: requests.Response, default: float) -> float:
+    """The seconds a response's ``Retry-After`` asks to wait (a number of seconds or an
+    HTTP date), else *default*; the caller bounds it."""
+    value = response.headers.get("Retry-After", "").strip()
     if value.isdigit():
-        return min(float(value), 30.0)
+        return float(value)
+    if value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return default
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
     return default
 
 
