@@ -32,7 +32,7 @@ import requests
 
 from appc.docker.auth import Challenge, Credentials, parse_www_authenticate
 from appc.errors import FetchError
-from appc.transport import Transport, TransportOptions, reason
+from appc.transport import RETRY_STATUS, Transport, TransportOptions, reason, retry_after
 
 __all__ = [
     "MANIFEST_MEDIA_TYPES",
@@ -78,6 +78,8 @@ MANIFEST_MEDIA_TYPES = (
 
 _CHUNK = 1024 * 1024
 _MAX_MANIFEST = 8 * 1024 * 1024
+#: Statuses a token server's answer is judged on (the others are retried first).
+_FINAL_STATUS = frozenset(range(200, 600)) - RETRY_STATUS
 
 
 @attrs.frozen(kw_only=True)
@@ -90,8 +92,10 @@ class RegistryOptions:
     :param credentials: user and password to answer challenges with (default: from
         Docker's configuration files).
     :param retries: how many times a failed request is tried again.
-    :param backoff: the first retry delay in seconds (doubled each time, at most 30 s).
+    :param backoff: the first retry delay in seconds (doubled each time, at most
+        *max_delay*).
     :param timeout: seconds to connect, and to wait for each read.
+    :param max_delay: the longest wait between two attempts (``Retry-After`` included).
     """
 
     insecure_allow_http: bool = False
@@ -102,6 +106,7 @@ class RegistryOptions:
     backoff: float = 0.5
     timeout: float = 30.0
     user_agent: str = "appc/0.1 (docker2aci)"
+    max_delay: float = 30.0
 
 
 @attrs.frozen
@@ -173,6 +178,7 @@ class RegistryClient:
                 backoff=self.options.backoff,
                 timeout=self.options.timeout,
                 user_agent=self.options.user_agent,
+                max_delay=self.options.max_delay,
             )
         )
         self._scheme: str | None = None
@@ -288,24 +294,35 @@ class RegistryClient:
         if credentials is not None:
             headers["Authorization"] = _basic_header(credentials)
         token_url = realm + ("&" if "?" in realm else "?") + requests.compat.urlencode(params)
+        # The token server gets the same retries as the registry (429, 5xx, dropped
+        # connections); its final error names the realm, never the query.
         try:
-            response = self.transport.send("GET", token_url, headers=headers)
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
-            raise FetchError(f"token server unreachable: {reason(err)}", url=realm) from None
+            response = self.transport.request(
+                "GET", token_url, headers=headers, stream=True, ok=_FINAL_STATUS
+            )
+        except FetchError as err:
+            if err.message.startswith("connection failed"):
+                detail = err.message.partition(": ")[2] or err.message
+                raise FetchError(f"token server unreachable: {detail}", url=realm) from None
+            raise FetchError(f"unable to retrieve auth token: {err.message}", url=realm) from None
         if response.status_code == 401:
+            response.close()
             raise FetchError(
                 "unable to retrieve auth token: 401 unauthorized (wrong or missing credentials)",
                 url=realm,
                 status=401,
             )
         if response.status_code != 200:
+            response.close()
             raise FetchError(
                 f"unable to retrieve auth token: HTTP {response.status_code}",
                 url=realm,
                 status=response.status_code,
             )
         try:
-            body = response.json()
+            body = json.loads(_read_limited(response, _MAX_MANIFEST, realm))
+        except _Retryable as err:
+            raise FetchError(f"unable to retrieve auth token: {err}", url=realm) from None
         except ValueError:
             raise FetchError("token server answered with invalid JSON", url=realm) from None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -325,7 +342,7 @@ class RegistryClient:
         for scheme in schemes:
             url = f"{scheme}://{self.host}/v2/"
             try:
-                response = self.transport.send("GET", url)
+                response, attempts = self._ping_once(url)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
                 errors.append(f"{url}: {reason(err)}")
                 continue
@@ -335,7 +352,10 @@ class RegistryClient:
             if response.status_code in (200, 401):
                 self._scheme = scheme
                 return
-            errors.append(f"{url}: HTTP {response.status_code}, not a v2 registry")
+            if response.status_code in RETRY_STATUS:
+                errors.append(f"{url}: HTTP {response.status_code} after {attempts} attempts")
+            else:
+                errors.append(f"{url}: HTTP {response.status_code}, not a v2 registry")
         if any("CERTIFICATE_VERIFY_FAILED" in e for e in errors):
             hint = " (trust its certificate with --ca-file, or use --insecure-skip-verify)"
         elif not self.options.insecure_allow_http:
@@ -343,6 +363,18 @@ class RegistryClient:
         else:
             hint = ""
         raise FetchError(f"cannot reach registry {self.host}: {'; '.join(errors)}{hint}")
+
+    def _ping_once(self, url: str) -> tuple[requests.Response, int]:
+        """``GET url``, tried again on 429 and 5xx answers (not on connection errors: the
+        next scheme is tried then); returns the last answer and the number of attempts."""
+        attempt = 0
+        while True:
+            response = self.transport.send("GET", url)
+            response.close()
+            if response.status_code not in RETRY_STATUS or attempt >= self.options.retries:
+                return response, attempt + 1
+            attempt += 1
+            time.sleep(min(retry_after(response, self._delay(attempt)), self.options.max_delay))
 
     def get_manifest(
         self, repository: str, reference: str, accept: Iterable[str] = MANIFEST_MEDIA_TYPES
@@ -352,14 +384,12 @@ class RegistryClient:
         :raises FetchError: not found (``manifest unknown``), or a digest mismatch.
         """
         path = f"/v2/{repository}/manifests/{reference}"
-        response = self.request(
-            "GET",
+        response, body = self._get_small(
             path,
             scope=f"repository:{repository}:pull",
             headers={"Accept": ", ".join(accept)},
-            stream=True,
+            limit=_MAX_MANIFEST,
         )
-        body = _read_limited(response, _MAX_MANIFEST, self.url(path))
         try:
             data = json.loads(body)
         except ValueError:
@@ -396,11 +426,32 @@ class RegistryClient:
                 return expected
         raise FetchError(f"manifest digest mismatch: expected {expected}", url=url)
 
+    def _get_small(
+        self, path: str, *, scope: str, headers: dict[str, str] | None = None, limit: int
+    ) -> tuple[requests.Response, bytes]:
+        """GET a small document into memory; a connection that breaks mid-body, or a body
+        shorter than its ``Content-Length``, is tried again (up to the retry count)."""
+        attempt = 0
+        while True:
+            response = self.request("GET", path, scope=scope, headers=headers, stream=True)
+            try:
+                return response, _read_limited(response, limit, self.url(path))
+            except _Retryable as err:
+                if attempt >= self.options.retries:
+                    raise FetchError(
+                        f"download failed after {attempt + 1} attempts: {err}", url=self.url(path)
+                    ) from None
+                attempt += 1
+                time.sleep(self._delay(attempt))
+
+    def _delay(self, attempt: int) -> float:
+        """The wait before retry number *attempt* (1, 2 ...): exponential, bounded."""
+        return float(min(self.options.backoff * 2 ** (attempt - 1), self.options.max_delay))
+
     def read_blob(self, repository: str, digest: str, *, limit: int = _MAX_MANIFEST) -> bytes:
         """Fetch a small blob (an image config) into memory, checking its digest."""
         path = f"/v2/{repository}/blobs/{digest}"
-        response = self.request("GET", path, scope=f"repository:{repository}:pull", stream=True)
-        body = _read_limited(response, limit, self.url(path))
+        _, body = self._get_small(path, scope=f"repository:{repository}:pull", limit=limit)
         hasher = _digest_hasher(digest)
         hasher.update(body)
         if f"{digest.partition(':')[0]}:{hasher.hexdigest()}" != digest:
@@ -439,9 +490,11 @@ class RegistryClient:
             except _Retryable as err:
                 if attempt >= self.options.retries:
                     _remove(destination)
-                    raise FetchError(f"download failed: {err}", url=self.url(path)) from None
+                    raise FetchError(
+                        f"download failed after {attempt + 1} attempts: {err}", url=self.url(path)
+                    ) from None
                 attempt += 1
-                time.sleep(min(self.options.backoff * 2**attempt, 30.0))
+                time.sleep(self._delay(attempt))
             except BaseException:
                 _remove(destination)
                 raise
@@ -515,11 +568,16 @@ def _read_limited(response: requests.Response, limit: int, url: str) -> bytes:
             data += chunk
             if len(data) > limit:
                 raise FetchError(f"response larger than {limit} bytes", url=url)
-    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
-        raise FetchError(f"connection failed: {reason(err)}", url=url) from None
+    except (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.Timeout,
+    ) as err:
+        raise _Retryable(reason(err)) from None
     finally:
         response.close()
     declared = response.headers.get("Content-Length")
-    if declared is not None and declared.isdigit() and int(declared) != len(data):
-        raise FetchError(f"truncated response: got {len(data)} of {declared} bytes", url=url)
+    encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+    if declared is not None and declared.isdigit() and int(declared) != len(data) and not encoded:
+        raise _Retryable(f"truncated: got {len(data)} of {declared} bytes")
     return bytes(data)
