@@ -22,7 +22,7 @@ import attrs
 import requests
 
 from appc.errors import DiscoveryError, FetchError, ValidationError
-from appc.transport import Transport, TransportOptions, reason
+from appc.transport import RETRY_STATUS, Transport, TransportOptions, reason
 from appc.types.acidentifier import ACIdentifier
 
 __all__ = [
@@ -43,6 +43,8 @@ def __dir__() -> list[str]:
 
 
 _MAX_PAGE = 1024 * 1024
+#: Statuses a page is judged on at once (429 and 5xx are retried first).
+_FINAL_STATUS = frozenset(range(100, 600)) - RETRY_STATUS
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 
 
@@ -198,6 +200,9 @@ class DiscoveryOptions:
     :param port: connect to this port instead of 443 (80 for HTTP).
     :param ca_file: extra trusted CA certificates.
     :param timeout: seconds for each connection.
+    :param retries: how many times a page is asked again after a 429 or 5xx answer or a
+        failed connection (before the walk moves on to the parent level).
+    :param backoff: the first wait between two attempts, in seconds (doubled each time).
     """
 
     insecure_http: bool = False
@@ -205,6 +210,8 @@ class DiscoveryOptions:
     port: int | None = None
     ca_file: str | None = None
     timeout: float = 20.0
+    retries: int = 1
+    backoff: float = 0.5
 
 
 def _prefixes(name: str) -> list[str]:
@@ -229,7 +236,8 @@ class _Pages:
                 insecure_skip_verify=options.insecure_tls,
                 ca_file=options.ca_file,
                 timeout=options.timeout,
-                retries=1,
+                retries=options.retries,
+                backoff=options.backoff,
             )
         )
         self._cache: dict[str, list[MetaTag] | str] = {}
@@ -254,9 +262,11 @@ class _Pages:
         for scheme in schemes:
             url = _url(prefix, scheme, self.options.port)
             try:
-                response = self.transport.send("GET", url, stream=True)
+                # 429/5xx answers and failed connections are tried again first: a
+                # level that is down for a moment must not send the walk to its parent.
+                response = self.transport.request("GET", url, stream=True, ok=_FINAL_STATUS)
             except FetchError as err:
-                error = str(err)
+                error = f"expected a 200 OK got {err.status}" if err.status else str(err)
                 continue
             except requests.exceptions.RequestException as err:
                 error = f"{url}: {reason(err)}"
