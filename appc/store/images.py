@@ -53,6 +53,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -255,6 +256,15 @@ class _TempFile:
 
 def _temp_stem() -> str:
     return f"{os.getpid()}-{secrets.token_hex(8)}"
+
+
+#: The name ending of work directories in ``cas/tmp`` (:meth:`ImageStore.work_directory`).
+_WORK_SUFFIX = ".work"
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a work directory, never following a symlink out of it (errors ignored)."""
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class ImageStore:
@@ -758,7 +768,8 @@ class ImageStore:
             lock.close()
 
     def _temp_files(self) -> Iterator[tuple[str, FileLock]]:
-        """Yield each abandoned file of ``cas/tmp`` with its lock taken (busy ones are skipped)."""
+        """Yield each abandoned file or work directory of ``cas/tmp`` with its lock taken
+        (busy ones are skipped)."""
         try:
             names = sorted(os.listdir(self.tmp_dir))
         except FileNotFoundError:
@@ -766,13 +777,48 @@ class ImageStore:
         for name in names:
             path = os.path.join(self.tmp_dir, name)
             try:
-                lock = FileLock.open(path, create=False)
+                lock = FileLock.open(path, directory=name.endswith(_WORK_SUFFIX), create=False)
             except OSError:  # gone meanwhile, or not a regular file (O_NOFOLLOW)
                 continue
             if not lock.exclusive(blocking=False):
                 lock.close()
                 continue
             yield path, lock
+
+    @contextlib.contextmanager
+    def work_directory(self) -> Iterator[str]:
+        """A private directory in ``cas/tmp`` (the store's filesystem) for files on their
+        way into the store: downloads, conversions.
+
+        It is held under an exclusive ``flock`` while in use and removed when the block
+        ends; if the process dies instead, the next opening of the store removes it.
+        :raises StoreError: it cannot be made (no space, permissions).
+        """
+        while True:
+            path = os.path.join(self.tmp_dir, _temp_stem() + _WORK_SUFFIX)
+            try:
+                os.mkdir(path, _PRIVATE_DIR_MODE)
+                lock = FileLock.open(path, directory=True)
+            except FileNotFoundError:
+                continue  # a cleaner took it between mkdir and open
+            except OSError as err:
+                raise _io_error("make a work directory", err) from None
+            lock.exclusive()
+            # A cleaner may have locked and removed it between mkdir and lock.
+            try:
+                current = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                lock.close()
+                continue
+            held = os.fstat(lock.fd)
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                break
+            lock.close()  # pragma: no cover - the name is random
+        try:
+            yield path
+        finally:
+            _remove_tree(path)
+            lock.close()
 
     def clean_tmp(self) -> builtins.list[str]:
         """Finish what crashed processes left in ``cas/tmp``; return the paths handled.
@@ -788,7 +834,10 @@ class ImageStore:
                     handled.append(path)
                 continue
             with lock:
-                _unlink(path)
+                if path.endswith(_WORK_SUFFIX):
+                    _remove_tree(path)
+                else:
+                    _unlink(path)
             handled.append(path)
         return handled
 
@@ -866,8 +915,10 @@ class ImageStore:
         for name in names:
             path = os.path.join(self.tmp_dir, name)
             try:
-                lock = FileLock.open(path, create=False)
+                lock = FileLock.open(path, directory=name.endswith(_WORK_SUFFIX), create=False)
             except OSError:
+                if os.path.lexists(path):
+                    problems.append(f"unexpected file in the store's tmp: {path}")
                 continue
             with lock:
                 if lock.exclusive(blocking=False):
