@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -157,6 +158,11 @@ class FetchOptions:
     :param discovery_port: the port discovery connects to (default 443/80).
     :param ca_file: extra trusted CA certificates (for test servers and private CAs).
     :param log: receives the lines rkt prints on stderr ("signature verified:" ...).
+    :param progress: called with (URL, bytes so far, total or None) while downloading.
+    :param retries: how many times a failed download (429/5xx, a dropped connection,
+        a body cut short) is tried again; discovery keeps its own single retry.
+    :param backoff: the first wait between two attempts, in seconds (doubled each time).
+    :param timeout: seconds to connect, and to wait for each read.
     """
 
     insecure: InsecureOptions = InsecureOptions()
@@ -166,6 +172,9 @@ class FetchOptions:
     ca_file: str | None = None
     log: Callable[[str], None] | None = None
     progress: Callable[[str, int, int | None], None] | None = None
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 30.0
 
 
 class Fetcher:
@@ -197,6 +206,9 @@ class Fetcher:
                     insecure_allow_http=self.options.insecure.http,
                     insecure_skip_verify=self.options.insecure.tls,
                     ca_file=self.options.ca_file,
+                    retries=self.options.retries,
+                    backoff=self.options.backoff,
+                    timeout=self.options.timeout,
                 )
             )
         return self._transport
@@ -283,6 +295,8 @@ class Fetcher:
             insecure_tls=self.options.insecure.tls,
             port=self.options.discovery_port,
             ca_file=self.options.ca_file,
+            timeout=self.options.timeout,
+            backoff=self.options.backoff,
         )
         result = discover(request, discovery, public_keys=False)
         errors: list[AppcError] = []
@@ -319,6 +333,9 @@ class Fetcher:
             insecure_allow_http=self.options.insecure.http,
             insecure_skip_verify=self.options.insecure.tls,
             ca_file=self.options.ca_file,
+            retries=self.options.retries,
+            backoff=self.options.backoff,
+            timeout=self.options.timeout,
         )
         with (
             self._workdir() as work,
@@ -331,6 +348,14 @@ class Fetcher:
 
     @contextlib.contextmanager
     def _workdir(self) -> Iterator[str]:
+        """Where downloads wait for their import: a work directory of the store (on its
+        filesystem, removed by the next opening of the store if this process dies), or a
+        temporary directory for a store without one."""
+        make = getattr(self.store, "work_directory", None)
+        if make is not None:
+            with make() as work:
+                yield work
+            return
         work = tempfile.mkdtemp(prefix="appc-fetch-")
         try:
             yield work
@@ -448,10 +473,37 @@ class Fetcher:
         return self.store.get(cached.blob_key)
 
     def _download(self, url: str, destination: str, *, etag: str = "") -> tuple[int, str, int]:
-        """GET *url* into *destination*; return (status, ETag, Cache-Control max-age)."""
+        """GET *url* into *destination*; return (status, ETag, Cache-Control max-age).
+
+        Besides the transport's retries (429/5xx answers, failed connections), a body
+        cut short — a connection dropped mid-way, fewer bytes than ``Content-Length`` —
+        is downloaded again from the start, up to ``retries`` times.
+
+        :raises FetchError: naming the URL: the last failure, or a file that cannot be
+            written (``No space left on device``).
+        """
         url, headers = split_credentials(url)
         if etag:
             headers["If-None-Match"] = etag
+        attempt = 0
+        while True:
+            try:
+                return self._download_once(url, headers, destination, etag)
+            except _BrokenDownload as err:
+                if attempt >= self.options.retries:
+                    raise FetchError(
+                        f"download failed after {attempt + 1} attempts: {err}", url=url
+                    ) from None
+                attempt += 1
+                time.sleep(min(self.options.backoff * 2 ** (attempt - 1), 30.0))
+
+    def _download_once(
+        self, url: str, headers: dict[str, str], destination: str, etag: str
+    ) -> tuple[int, str, int]:
+        import requests  # noqa: PLC0415 - already loaded by the transport
+
+        from appc.transport import reason  # noqa: PLC0415
+
         response = self.transport.request("GET", url, headers=headers, stream=True, ok=(200, 304))
         try:
             if response.status_code == 304:
@@ -466,18 +518,18 @@ class Fetcher:
                     if self.options.progress is not None:
                         self.options.progress(url, written, expected)
             if expected is not None and written != expected:
-                raise FetchError(f"truncated download: got {written} of {expected} bytes", url=url)
+                raise _BrokenDownload(f"truncated: got {written} of {expected} bytes")
             return 200, response.headers.get("ETag", ""), _max_age(response.headers)
-        except Exception as err:
-            import requests  # noqa: PLC0415 - already loaded by the transport
-
-            from appc.transport import reason  # noqa: PLC0415
-
-            if not isinstance(err, requests.exceptions.RequestException):
-                raise
-            raise FetchError(f"download failed: {reason(err)}", url=url) from None
+        except requests.exceptions.RequestException as err:
+            raise _BrokenDownload(reason(err)) from None
+        except OSError as err:
+            raise FetchError(f"cannot save the download: {err.strerror or err}", url=url) from None
         finally:
             response.close()
+
+
+class _BrokenDownload(Exception):
+    """A download's body was cut short (worth downloading again)."""
 
 
 def _max_age(headers: Mapping[str, str]) -> int:
