@@ -2,26 +2,23 @@
 
 Plain HTTP, HTTPS with a self-signed certificate and basic auth, token auth with a test token
 server; schema2, OCI and signed schema1 manifests; manifest lists and OCI indexes; digests;
-and a small misbehaving proxy in front of a registry for what a healthy registry never does
-(truncated, corrupted, failing and slow blob downloads).
+and the fault server (``tests/fault_server.py``) in front of a registry for what a healthy
+registry never does (truncated, corrupted, failing and slow blob downloads).
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import http.server
 import json
 import pathlib
 import re
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
 from appc.aci.validate import validate_archive
 from appc.docker.auth import Credentials
@@ -33,6 +30,8 @@ from appc.docker.remote import DownloadProgress, open_remote_image
 from appc.errors import FetchError
 from appc.transport import Transport, TransportOptions
 from tests import docker_images as di
+from tests import fault_server as fs
+from tests.fault_server import FaultServer, fault_server
 from tests.registry_fixtures import (
     Registry,
     TokenServer,
@@ -515,132 +514,11 @@ def test_unsupported_media_types(registry: Registry, tmp_path: pathlib.Path) -> 
 # --------------------------------------------------------------------------- a faulty proxy
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def __init__(self, proxy: FaultyProxy, *args: object) -> None:
-        self.proxy = proxy
-        super().__init__(*args)  # type: ignore[arg-type]
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def do_GET(self) -> None:
-        proxy = self.proxy
-        is_blob = "/blobs/" in self.path
-        with proxy.lock:
-            proxy.counts[self.path] += 1
-            count = proxy.counts[self.path]
-            if is_blob:
-                proxy.active += 1
-                proxy.max_active = max(proxy.max_active, proxy.active)
-        try:
-            fault = proxy.fault(self.path, count) if is_blob else None
-            if is_blob and proxy.delay:
-                time.sleep(proxy.delay)
-            if fault == "429":
-                self._reply(429, {"Retry-After": "0"}, b"slow down")
-                return
-            if fault == "500":
-                self._reply(
-                    500,
-                    {"Content-Type": "application/json"},
-                    b'{"errors":[{"code":"UNKNOWN","message":"boom"}]}',
-                )
-                return
-            if fault == "drop":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            headers = {
-                k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization")
-            }
-            upstream = requests.request(
-                self.command, proxy.upstream + self.path, headers=headers, timeout=30
-            )
-            body = upstream.content
-            keep = {
-                k: v
-                for k, v in upstream.headers.items()
-                if k.lower()
-                in (
-                    "content-type",
-                    "docker-content-digest",
-                    "www-authenticate",
-                    "docker-distribution-api-version",
-                )
-            }
-            if fault == "corrupt":
-                body = body[:-1] + bytes([body[-1] ^ 1])
-            if fault == "truncate":  # announce everything, send half, hang up
-                self.send_response(upstream.status_code)
-                for k, v in keep.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault == "short":  # a complete, but short, response
-                body = body[: len(body) // 2]
-            self._reply(
-                upstream.status_code, keep, body if self.command == "GET" else b"", len(body)
-            )
-        finally:
-            if is_blob:
-                with proxy.lock:
-                    proxy.active -= 1
-
-    def _reply(
-        self, status: int, headers: dict[str, str], body: bytes, length: int | None = None
-    ) -> None:
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class FaultyProxy:
-    """An HTTP proxy in front of a plain registry: ``fault(path, n)`` (n: how many times that
-    path was asked for) returns None, ``"500"``, ``"drop"``, ``"corrupt"``, ``"truncate"`` or
-    ``"short"`` for blob requests; ``delay`` slows every blob answer; ``max_active`` is the
-    most blob requests seen at once."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.fault: Callable[[str, int], str | None] = lambda path, n: None
-        self.delay = 0.0
-        self.lock = threading.Lock()
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.active = self.max_active = 0
-        self.server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(_Handler, self)
-        )
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    def ref(self, repo: str, tag: str) -> str:
-        return f"docker://{self.host}/{repo}:{tag}"
-
-
 @pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultyProxy]:
-    p = FaultyProxy(registry.url)
-    p.thread.start()
-    yield p
-    p.server.shutdown()
-    p.server.server_close()
+def proxy(registry: Registry) -> Iterator[FaultServer]:
+    """The shared fault server (``tests/fault_server.py``) in front of the plain registry."""
+    with fault_server(upstream=registry.url) as server:
+        yield server
 
 
 class _Redirector:
@@ -687,27 +565,38 @@ FAST = RegistryOptions(insecure_allow_http=True, retries=2, backoff=0.01)
 
 
 def test_retries_after_500_and_dropped_connections(
-    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path
+    registry: Registry, proxy: FaultServer, tmp_path: pathlib.Path
 ) -> None:
     img = image("whiteout")
     push(registry, "reg/flaky", "v1", img)
-    faults = {1: "429", 2: "500", 3: "drop"}
-    proxy.fault = lambda path, n: faults.get(n)
+    rule = proxy.on(
+        "/blobs/",
+        fs.status(429, retry_after=0),
+        fs.status(500, body=b'{"errors":[{"code":"UNKNOWN","message":"boom"}]}'),
+        fs.drop(),
+    )
     options = RegistryOptions(insecure_allow_http=True, retries=3, backoff=0.01)
     result = convert_remote(proxy.ref("reg/flaky", "v1"), tmp_path, options=options)
     check_files(read_aci(result.paths[0]), img.files)
-    blob_paths = [p for p in proxy.counts if "/blobs/" in p]
-    assert blob_paths and all(proxy.counts[p] == 4 for p in blob_paths)
+    assert rule.attempts and all(n == 4 for n in rule.attempts.values())
 
 
 @pytest.mark.parametrize("fault", ["truncate", "short", "corrupt", "500"])
 def test_persistent_blob_failures(
-    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path, fault: str
+    registry: Registry, proxy: FaultServer, tmp_path: pathlib.Path, fault: str
 ) -> None:
     img = image("whiteout")
     push(registry, "reg/broken", "v1", img)
     layer = img.layers[2].digest
-    proxy.fault = lambda path, n: fault if path.endswith(layer) else None
+    proxy.on(
+        re.escape(layer) + "$",
+        then={
+            "truncate": fs.truncate(),
+            "short": fs.short(),
+            "corrupt": fs.corrupt(),
+            "500": fs.status(500),
+        }[fault],
+    )
     expected = {
         "truncate": "download failed",
         "short": "truncated: got",
@@ -729,11 +618,11 @@ def test_persistent_blob_failures(
 
 
 def test_parallel_layer_downloads(
-    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path
+    registry: Registry, proxy: FaultServer, tmp_path: pathlib.Path
 ) -> None:
     img = di.big_image(20, tmp_path / "blobs", layers=4, seed=3)
     push(registry, "reg/parallel", "v1", img)
-    proxy.delay = 0.3
+    proxy.on("/blobs/", then=fs.slow(0.3))
     events: list[tuple[str, str]] = []
 
     class Recorder(DownloadProgress):
@@ -753,11 +642,11 @@ def test_parallel_layer_downloads(
 
 
 def test_leaving_early_stops_downloads(
-    registry: Registry, proxy: FaultyProxy, tmp_path: pathlib.Path
+    registry: Registry, proxy: FaultServer, tmp_path: pathlib.Path
 ) -> None:
     img = image("whiteout")
     push(registry, "reg/early", "v1", img)
-    proxy.delay = 0.2
+    proxy.on("/blobs/", then=fs.slow(0.2))
     started = time.monotonic()
     with open_remote_image(
         parse_reference(proxy.ref("reg/early", "v1")), options=HTTP, workdir=str(tmp_path)
