@@ -67,21 +67,22 @@ class TreeWriter:
 
     def ensure_dir(self, rel: str) -> None:
         """Make *rel* a real directory (creating parents), replacing a non-directory."""
-        if rel in self._dirs:
-            return
-        parent = os.path.dirname(rel)
-        self.ensure_dir(parent)
-        path = self._path(rel)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path, 0o755)
-        else:
-            if not stat.S_ISDIR(st.st_mode):
-                # A symlink (or file) where a directory is needed is replaced, not followed.
-                os.unlink(path)
+        missing = []
+        while rel not in self._dirs:  # "" (the root) always is
+            missing.append(rel)
+            rel = os.path.dirname(rel)
+        for rel in reversed(missing):
+            path = self._path(rel)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
                 os.mkdir(path, 0o755)
-        self._dirs.add(rel)
+            else:
+                if not stat.S_ISDIR(st.st_mode):
+                    # A symlink (or file) where a directory is needed is replaced, not followed.
+                    os.unlink(path)
+                    os.mkdir(path, 0o755)
+            self._dirs.add(rel)
 
     def _crosses_link(self, rel: str) -> bool:
         """True when a directory above *rel* is not a real directory of the tree: the path
@@ -192,7 +193,8 @@ class TreeWriter:
         if not symlink:
             mode = info.mode if self.options.owners else info.mode & 0o1777
             os.chmod(path, mode)
-        with contextlib.suppress(OSError):
+        # A time no file system can hold (2**70 seconds) is not worth failing for.
+        with contextlib.suppress(OSError, OverflowError, ValueError):
             os.utime(path, (info.mtime, info.mtime), follow_symlinks=False)
 
     def close(self) -> None:

@@ -24,9 +24,13 @@ from appc.errors import ImageError
 from appc.types.hash import Hash
 
 __all__ = [
+    "MAX_COMPONENT_BYTES",
+    "MAX_DEPTH",
     "MAX_MANIFEST_SIZE",
+    "MAX_NAME_BYTES",
     "ImageReader",
     "clean_name",
+    "name_limit_reason",
     "compute_image_id",
     "read_manifest",
     "read_manifest_bytes",
@@ -41,6 +45,13 @@ def __dir__() -> list[str]:
 
 #: A manifest entry larger than this is refused (real manifests are a few KB).
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+#: The longest entry name or link target (bytes): what Linux takes as a path (PATH_MAX - 1).
+MAX_NAME_BYTES = 4095
+#: The longest component of an entry name (bytes): what Linux file systems take (NAME_MAX).
+MAX_COMPONENT_BYTES = 255
+#: The most components an entry name may have.  Deeper trees could not be removed or
+#: walked by recursive code (Python's ``shutil.rmtree``) and serve no real image.
+MAX_DEPTH = 256
 _TAIL = 64 * 1024
 _CHUNK = 1024 * 1024
 _FETCH = 1024 * 1024
@@ -70,6 +81,27 @@ def unsafe_name_reason(name: str) -> str | None:
         return "absolute path"
     if ".." in name.split("/"):
         return "path with '..'"
+    return None
+
+
+def name_limit_reason(name: str, *, link: bool = False) -> str | None:
+    """Say why an entry name (or with *link*, a symlink target) could never be written on
+    Linux or would be too deep to handle, else ``None``.
+
+    Names are measured in bytes as they stand in the archive (UTF-8, or the raw bytes of
+    a name that is not UTF-8).
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    what = "link target" if link else "file path"
+    if len(raw) > MAX_NAME_BYTES:
+        return f"{what} longer than {MAX_NAME_BYTES} bytes"
+    if link:
+        return None
+    parts = raw.split(b"/")
+    if any(len(part) > MAX_COMPONENT_BYTES for part in parts):
+        return f"file name component longer than {MAX_COMPONENT_BYTES} bytes"
+    if len(parts) > MAX_DEPTH:
+        return f"file path deeper than {MAX_DEPTH} directories"
     return None
 
 

@@ -12,6 +12,19 @@ its bugs fixed deliberately:
 
 Entries that climb out with ``..`` or are absolute get their own message instead of
 the reference's "unrecognized file path".
+
+Checked here beyond the reference, because an image comes from a stranger and is
+unpacked by root:
+
+* no entry may lie under an earlier entry of the archive that is not a directory
+  (``rootfs/link -> /etc`` then ``rootfs/link/passwd``: a careless extractor writes
+  through the symlink), and no entry that is not a directory may come after entries
+  under its name;
+* names must be writable on Linux: at most :data:`~appc.aci.read.MAX_NAME_BYTES`
+  bytes, components of at most 255 bytes, at most :data:`~appc.aci.read.MAX_DEPTH`
+  levels (symlink targets at most :data:`~appc.aci.read.MAX_NAME_BYTES` bytes);
+* owners must be valid Linux IDs (0 to 2**32 - 2; ``-1`` means "unchanged" to
+  ``chown``).
 """
 
 from __future__ import annotations
@@ -26,7 +39,13 @@ import attrs
 
 from appc.aci._compress import DEFAULT_MAX_SIZE
 from appc.aci.filetype import FileType, detect_file_type
-from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader, clean_name, unsafe_name_reason
+from appc.aci.read import (
+    MAX_MANIFEST_SIZE,
+    ImageReader,
+    clean_name,
+    name_limit_reason,
+    unsafe_name_reason,
+)
 from appc.errors import ImageError, ValidationError
 from appc.types.hash import Hash
 
@@ -80,9 +99,20 @@ class ArchiveReport:
 
 
 _ALLOWED_TYPES = frozenset(
-    {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.DIRTYPE,
-     tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE}
+    {
+        tarfile.REGTYPE,
+        tarfile.AREGTYPE,
+        tarfile.LNKTYPE,
+        tarfile.SYMTYPE,
+        tarfile.DIRTYPE,
+        tarfile.CHRTYPE,
+        tarfile.BLKTYPE,
+        tarfile.FIFOTYPE,
+        tarfile.CONTTYPE,
+    }
 )
+#: The largest user or group ID Linux takes ((uid_t)-1 means "unchanged" to chown).
+_MAX_ID = 2**32 - 2
 
 
 class EntryChecker:
@@ -96,6 +126,7 @@ class EntryChecker:
         self._seen: set[str] = set()
         self._forward: dict[str, str] = {}  # hard-link target not seen yet -> the link
         self._not_dirs: set[str] = set()  # names seen as files, symlinks, devices...
+        self._parents: dict[str, str] = {}  # directory names entries lay under -> one such entry
         self.has_manifest = False
         self.has_rootfs = False
 
@@ -109,9 +140,19 @@ class EntryChecker:
         """
         reason = unsafe_name_reason(info.name)
         if reason is not None:
-            raise self._error(f"unsafe file path in archive ({reason}): {info.name!r}")
+            raise self._error(f"unsafe file path in archive ({reason}): {_short(info.name)!r}")
+        reason = name_limit_reason(name)
+        if reason is None and info.issym():
+            reason = name_limit_reason(info.linkname, link=True)
+        if reason is None and info.islnk():
+            reason = name_limit_reason(clean_name(info.linkname))
+        if reason is not None:
+            raise self._error(f"unsupported file path in archive ({reason}): {_short(info.name)!r}")
         if info.type not in _ALLOWED_TYPES or info.issparse():
             raise self._error(f"unsupported entry type {info.type!r} for {info.name!r}")
+        for kind, number in (("uid", info.uid), ("gid", info.gid)):
+            if not 0 <= number <= _MAX_ID:
+                raise self._error(f"{kind} {number} out of range for {_short(info.name)!r}")
         if name == ".":
             if not info.isdir():
                 raise self._error("archive root entry '.' is not a directory")
@@ -119,7 +160,18 @@ class EntryChecker:
         if name in self._seen:
             raise self._error(f"duplicate file entry in archive: {name!r}")
         self._seen.add(name)
+        parent = posixpath.dirname(name)
+        while parent and parent not in self._parents:
+            self._parents[parent] = name
+            if parent in self._not_dirs:
+                raise self._error(f"{name!r} lies under {parent!r}, which is not a directory")
+            parent = posixpath.dirname(parent)
         if not info.isdir():
+            if name in self._parents:
+                raise self._error(
+                    f"{name!r} is not a directory, but {self._parents[name]!r} came before it, "
+                    "inside it"
+                )
             self._not_dirs.add(name)
         if name == "manifest":
             if not info.isreg():
@@ -163,6 +215,11 @@ class EntryChecker:
             raise self._error("no image manifest found in layout")
         if not self.has_rootfs:
             raise self._error("no rootfs found in layout")
+
+
+def _short(name: str, limit: int = 120) -> str:
+    """*name*, shortened in the middle for a one-line message."""
+    return name if len(name) <= limit else f"{name[: limit // 2]}...{name[-limit // 2 :]}"
 
 
 def validate_archive(
