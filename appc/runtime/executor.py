@@ -25,6 +25,7 @@ import contextlib
 import errno
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -288,6 +289,7 @@ class _Supervisor:
         self.stop_deadline = 0.0
         self.metadata_url = ""
         self.metadata_pid = 0
+        self.wakeup = -1  # read end of the pipe every signal writes to (set_wakeup_fd)
 
     def terminate(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
         """Stop every app: SIGTERM now, SIGKILL after the timeout (checked by the reaper)."""
@@ -339,13 +341,16 @@ def _supervise(
     os.makedirs(pod.file("status"), exist_ok=True)
     if config.metadata:
         _start_metadata(state)
+    state.wakeup = _wakeup_pipe()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, state.terminate)
     failures: list[int] = []
     for plan in plans:
+        if state.stopping:
+            break  # stopped while a pre-start handler ran: start nothing more
         handler = plan.app.event_handler("pre-start")
         if handler is not None and handler.exec:
-            status = _run_and_wait(state, plan, list(handler.exec))
+            status = _run_and_wait(state, plan, list(handler.exec), stoppable=True)
             if status != 0:
                 _say(f"rkt: app {plan.name}: pre-start handler exited with {status}")
                 pod.write("status/" + plan.name, f"{status}\n")
@@ -370,7 +375,7 @@ def _supervise(
     for plan in plans:
         handler = plan.app.event_handler("post-stop")
         if handler is not None and handler.exec:
-            _run_and_wait(state, plan, list(handler.exec))
+            _run_and_wait(state, plan, list(handler.exec), stoppable=False)
     if state.metadata_pid:
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.metadata_pid, signal.SIGKILL)
@@ -381,6 +386,33 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
+def _wakeup_pipe() -> int:  # pragma: no cover
+    """Make every signal the supervisor gets, SIGCHLD included, wake up :func:`_wait_signal`.
+
+    A signal handler cannot interrupt a blocking ``waitpid``: Python retries it (PEP 475),
+    so a supervisor blocked there would never notice that a stop timed out.  Instead it
+    polls ``waitpid(WNOHANG)`` and sleeps in ``select`` on this pipe, which Python writes
+    a byte to whenever a signal arrives.  Returns the read end.
+    """
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, _ignore_signal)
+    return read_end
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:  # pragma: no cover
+    """A Python-level handler: the signal still reaches the wakeup pipe."""
+
+
+def _wait_signal(state: _Supervisor) -> None:  # pragma: no cover
+    """Sleep until a signal arrives, or until the stop deadline (then every 50 ms)."""
+    timeout = max(0.05, state.stop_deadline - time.monotonic()) if state.stopping else None
+    select.select([state.wakeup], [], [], timeout)
+    with contextlib.suppress(BlockingIOError):
+        while os.read(state.wakeup, 4096):
+            pass
+
+
 def _reap(state: _Supervisor) -> tuple[int, int]:  # pragma: no cover
     """Wait for any child; escalate to SIGKILL once a stop has timed out."""
     while True:
@@ -389,7 +421,7 @@ def _reap(state: _Supervisor) -> tuple[int, int]:  # pragma: no cover
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG if state.stopping else 0)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             pid = next(iter(state.running))
             return pid, 0x7F00  # lost: report as failed
@@ -398,18 +430,30 @@ def _reap(state: _Supervisor) -> tuple[int, int]:  # pragma: no cover
                 state.metadata_pid = 0
                 continue
             return pid, status
-        time.sleep(0.05)
+        _wait_signal(state)
 
 
-def _run_and_wait(state: _Supervisor, plan: AppPlan, argv: list[str]) -> int:  # pragma: no cover
+def _run_and_wait(
+    state: _Supervisor, plan: AppPlan, argv: list[str], *, stoppable: bool
+) -> int:  # pragma: no cover
+    """Run an event handler to its end; a *stoppable* one (pre-start) is stopped with the
+    pod: SIGTERM, then SIGKILL after the stop timeout."""
     pid = _spawn(state, plan, argv, main=False)
+    terminated = False
     while True:
         try:
-            reaped, status = os.waitpid(pid, 0)
+            reaped, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             return _SETUP_FAILED
         if reaped == pid:
             return _exit_code(status)
+        if stoppable and state.stopping:
+            late = time.monotonic() > state.stop_deadline
+            if late or not terminated:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL if late else signal.SIGTERM)
+                terminated = True
+        _wait_signal(state)
 
 
 def _mount_overlay(pod: Pod, plan: AppPlan) -> None:  # pragma: no cover
@@ -635,7 +679,8 @@ def _exec_app(
     state: _Supervisor, plan: AppPlan, argv: list[str], *, main: bool
 ) -> None:  # pragma: no cover
     pod, config = state.pod, state.config
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
