@@ -77,15 +77,20 @@ def app_name_for(image_name: str) -> str:
 def read_env_file(path: str) -> dict[str, str]:
     """Read ``--set-env-file``: ``KEY=VALUE`` lines; blank lines and ``#``/``;`` comments skipped."""
     env = {}
-    with open(path, encoding="utf-8") as f:
-        for raw in f:
-            line = raw.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ValidationError(f"{path}: bad line {line!r} (KEY=VALUE)")
-            env[key] = value
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise ValidationError(f"--set-env-file {path}: {reason}") from None
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValidationError(f"{path}: bad line {line!r} (KEY=VALUE)")
+        env[key] = value
     return env
 
 
