@@ -16,6 +16,8 @@ import json
 import os
 import pathlib
 import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -219,6 +221,41 @@ def test_signals_to_rkt_run_stop_the_pod(rkt: Rkt, bb: str, signum: int) -> None
     assert wait_child(rkt) == 3
     assert log.read_text().splitlines()[-1] == "trapped"
     assert status_of(rkt, uuid)["app-busybox"] == "3"
+
+
+@pytest.mark.slow
+def test_stop_kills_an_app_that_ignores_sigterm_after_10s(rkt: Rkt, bb: str) -> None:
+    stubborn = 'trap "" TERM; echo started; while true; do sleep 0.1; done'
+    uuid, _ = rkt.spawn("--no-metadata-service", bb, *sh(stubborn), ready="started")
+    began = time.monotonic()
+    assert rkt.cli("stop", uuid)[:2] == (0, f'"{uuid}"\n')
+    status = status_of(rkt, "--wait=30s", uuid)
+    assert 9 < time.monotonic() - began < 25
+    assert status["app-busybox"] == "137"
+    assert wait_child(rkt) == 137
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_interactive_app_gets_the_terminal(rkt: Rkt, bb: str) -> None:
+    """--interactive: the app's stdin is the terminal, /dev/console too (script(1) gives
+    `rkt run` a pseudo-terminal; the shell reads what was typed before it started)."""
+    command = " ".join(
+        shlex.quote(arg) for arg in rkt.argv("run", "--no-metadata-service", "--interactive", bb)
+    )
+    done = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        check=False,
+        input="echo in-$((6 * 7)); tty; exit 6\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=rkt.work,
+    )
+    lines = done.stdout.replace("\r", "").splitlines()
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert lines[-2:] == ["in-42", "/dev/console"]
+    code, _, err = rkt.cli("run", "--interactive", bb, bb)
+    assert (code, err) == (254, "rkt run: interactive option only supports one image\n")
 
 
 def test_supervisor_killed_with_sigkill(rkt: Rkt, bb: str) -> None:

@@ -849,6 +849,14 @@ def test_split_apps_grammar() -> None:
     ]
 
 
+def test_missing_set_env_file(tmp_path: pathlib.Path) -> None:
+    rkt = Rkt(tmp_path / "rkt", tmp_path)
+    code, _, err = rkt.cli("run", f"--set-env-file={tmp_path}/none", "a.aci")
+    assert code == 254
+    assert err == f"rkt run: --set-env-file {tmp_path}/none: No such file or directory\n"
+    assert not (tmp_path / "rkt" / "pods").exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
