@@ -322,6 +322,8 @@ def test_prepare_then_run_prepared(rkt: Rkt, bb: str) -> None:
     assert (ran.returncode, ran.stdout) == (4, "ran\n"), ran.stderr
     status = status_of(rkt, uuid)
     assert (status["state"], status["exited"], status["app-once"]) == ("exited", "true", "4")
+    (listed,) = json.loads(rkt.cli("list", "--format=json")[1])
+    assert (listed["apps"][0]["state"], listed["apps"][0]["exit_code"]) == ("exited", 4)
 
     again = rkt("run-prepared", uuid)
     assert again.returncode == 254

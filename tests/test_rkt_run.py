@@ -397,7 +397,8 @@ def pods(
     running: list[tuple[str, subprocess.Popen[bytes], pathlib.Path]] = []
     try:
         pending = list(table.items())
-        while pending or running:
+        deadline = time.monotonic() + 240  # a pod that hangs fails its tests, not the run
+        while (pending or running) and time.monotonic() < deadline:
             while pending and len(running) < 8:
                 name, make = pending.pop(0)
                 root = base / name
