@@ -453,7 +453,8 @@ def _get(url: str, netns_pid: int | None) -> str:
     """GET *url* from the host, or from inside the network namespace of *netns_pid*."""
     if netns_pid is None:
         with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.read().decode()
+            body: bytes = answer.read()
+            return body.decode()
     code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=2).read().decode(), end='')"
     done = subprocess.run(
         ["nsenter", f"--net=/proc/{netns_pid}/ns/net", sys.executable, "-c", code],
