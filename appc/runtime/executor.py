@@ -231,6 +231,7 @@ def run_pod(pod: Pod, config: RuntimeConfig, *, log: Callable[[str], None] | Non
                 break
             except ChildProcessError:
                 return _SETUP_FAILED
+        _remove_cgroups(pod)
         return (
             os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
         )
@@ -240,6 +241,14 @@ def run_pod(pod: Pod, config: RuntimeConfig, *, log: Callable[[str], None] | Non
             os.close(to_child)
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _remove_cgroups(pod: Pod) -> None:
+    """The apps' cgroups go with the pod (``gc`` removes them if stage0 was killed first)."""
+    with contextlib.suppress(AppcError, OSError):
+        from appc.runtime.cgroups import remove_pod_cgroups  # noqa: PLC0415
+
+        remove_pod_cgroups(str(pod.uuid))
 
 
 def _waiter(
@@ -345,6 +354,7 @@ def _supervise(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, state.terminate)
     failures: list[int] = []
+    started: list[AppPlan] = []
     for plan in plans:
         if state.stopping:
             break  # stopped while a pre-start handler ran: start nothing more
@@ -358,6 +368,7 @@ def _supervise(
                 continue
         pid = _spawn(state, plan, list(plan.app.exec), main=True)
         state.running[pid] = plan
+        started.append(plan)
     if failures:
         state.terminate()
     while state.running:
@@ -372,7 +383,7 @@ def _supervise(
         if code != 0:
             failures.append(code)
             state.terminate()  # one failed app halts the pod, as rkt does
-    for plan in plans:
+    for plan in started:  # post-stop follows a main process that ran, not a failed pre-start
         handler = plan.app.event_handler("post-stop")
         if handler is not None and handler.exec:
             _run_and_wait(state, plan, list(handler.exec), stoppable=False)
