@@ -94,9 +94,9 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         return super().parse_args(self._go_booleans(args), namespace)
 
-    def parse_intermixed_args(
+    def parse_intermixed_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: Any = None
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         return super().parse_intermixed_args(self._go_booleans(args), namespace)
 
     def error(self, message: str) -> NoReturn:

@@ -61,11 +61,13 @@ def _fast_header(info: tarfile.TarInfo, name: str) -> bytes | None:
         _text(info.uname, 32),
         _text(info.gname, 32),
     )
-    if None in fields or not 0 <= info.uid < 8**7 or not 0 <= info.gid < 8**7:
+    name_field, link_field, uname_field, gname_field = fields
+    if name_field is None or link_field is None or uname_field is None or gname_field is None:
+        return None
+    if not 0 <= info.uid < 8**7 or not 0 <= info.gid < 8**7:
         return None
     if not 0 <= info.size < 8**11 or not 0 <= info.mtime < 8**11:
         return None
-    name_field, link_field, uname_field, gname_field = fields
     if info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
         devices = _octal(info.devmajor, 8) + _octal(info.devminor, 8)
     else:
@@ -75,7 +77,7 @@ def _fast_header(info: tarfile.TarInfo, name: str) -> bytes | None:
             name_field,
             _octal(info.mode & 0o7777, 8),
             _octal(info.uid, 8),
-            _octal(info.gid, 8),  # type: ignore[misc]
+            _octal(info.gid, 8),
             _octal(info.size, 12),
             _octal(info.mtime, 12),
             b"        ",
@@ -85,7 +87,7 @@ def _fast_header(info: tarfile.TarInfo, name: str) -> bytes | None:
             uname_field,
             gname_field,
             devices,
-            _NUL * 167,  # type: ignore[misc]
+            _NUL * 167,
         )
     )
     checksum = b"%06o\0" % sum(header)

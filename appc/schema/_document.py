@@ -279,7 +279,7 @@ def _validator(filename: str) -> Any:
         if match is None or (pattern.endswith("$") and match.end() != len(instance)):
             yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
-    cls = jsonschema.validators.extend(
+    cls = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
         jsonschema.Draft202012Validator, {"pattern": ecma_pattern}
     )
     return cls(load_schema(filename), registry=registry)
@@ -309,8 +309,10 @@ def _converted(error: Any) -> ValidationError:
     path: Path = tuple(error.absolute_path)
     if error.validator == "required":
         # One error per missing member; place it at the member, like the semantic pass.
-        name = next(n for n in error.validator_value if error.message == f"{n!r} is a required property")
-        return ValidationError(f"{name} is required", path=path + (name,))
+        name = next(
+            n for n in error.validator_value if error.message == f"{n!r} is a required property"
+        )
+        return ValidationError(f"{name} is required", path=(*path, name))
     return ValidationError(error.message, path=path, value=error.instance)
 
 
@@ -358,7 +360,9 @@ def read_document(cls: type[_D], data: object, schema: str, *, structural: bool 
     kind = cls.__name__
     if not isinstance(data, (_Pairs, Mapping)):
         what = "array" if isinstance(data, list) else type(data).__name__
-        raise InvalidManifest([ValidationError(f"{kind} must be a JSON object, not {what}")], kind=kind)
+        raise InvalidManifest(
+            [ValidationError(f"{kind} must be a JSON object, not {what}")], kind=kind
+        )
     if _too_deep(data):
         raise InvalidManifest(
             [ValidationError(f"{kind} is nested more than {MAX_DEPTH} levels deep")], kind=kind

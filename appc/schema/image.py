@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import attrs
 
@@ -86,12 +85,18 @@ class App(Struct):
     {'exec': ['/bin/hello'], 'user': '0', 'group': '0'}
     """
 
-    exec: tuple[str, ...] = attrs.field(default=(), converter=parse_exec, metadata=json_field("exec"))
+    exec: tuple[str, ...] = attrs.field(
+        default=(), converter=parse_exec, metadata=json_field("exec")
+    )
     event_handlers: tuple[EventHandler, ...] = attrs.field(
         default=(), converter=event_handlers, metadata=json_field("eventHandlers")
     )
-    user: str = attrs.field(converter=_user, metadata=json_field("user", missing="user is required"))
-    group: str = attrs.field(converter=_group, metadata=json_field("group", missing="group is required"))
+    user: str = attrs.field(
+        converter=_user, metadata=json_field("user", missing="user is required")
+    )
+    group: str = attrs.field(
+        converter=_group, metadata=json_field("group", missing="group is required")
+    )
     supplementary_gids: tuple[int, ...] = attrs.field(
         default=(), converter=_gids, metadata=json_field("supplementaryGIDs")
     )
@@ -169,9 +174,13 @@ class ImageManifest(Struct):
     ac_version: SemVer = attrs.field(
         default=SPEC_VERSION,
         converter=semver,
-        metadata=json_field("acVersion", omit="never", missing="acVersion must be set", required=True),
+        metadata=json_field(
+            "acVersion", omit="never", missing="acVersion must be set", required=True
+        ),
     )
-    name: ACIdentifier = attrs.field(converter=ACIdentifier, metadata=json_field("name", omit="never"))
+    name: ACIdentifier = attrs.field(
+        converter=ACIdentifier, metadata=json_field("name", omit="never")
+    )
     labels: Labels = attrs.field(factory=Labels, converter=Labels, metadata=json_field("labels"))
     app: App | None = attrs.field(default=None, converter=optional_app, metadata=json_field("app"))
     annotations: Annotations = attrs.field(
@@ -203,7 +212,7 @@ class ImageManifest(Struct):
         """Read a manifest from JSON text (see :meth:`from_dict`)."""
         return cls.from_dict(_document.loads(data), structural=structural)
 
-    def to_json(self, *, indent: int | None = None) -> str:  # type: ignore[override]
+    def to_json(self, *, indent: int | None = None) -> str:
         """The manifest as JSON text: compact like the reference's ``json.Marshal``, or indented."""
         return _document.dumps(self.to_dict(), indent=indent)
 

@@ -211,7 +211,7 @@ class PodManifest(Struct):
         """Read a pod manifest from JSON text."""
         return cls.from_dict(_document.loads(data, what="pod manifest"), structural=structural)
 
-    def to_json(self, *, indent: int | None = None) -> str:  # type: ignore[override]
+    def to_json(self, *, indent: int | None = None) -> str:
         """The pod manifest as JSON text (compact, or indented)."""
         return _document.dumps(self.to_dict(), indent=indent)
 

@@ -239,7 +239,7 @@ class Struct:
         obj = expect_object(data)
         kwargs: dict[str, Any] = {}
         errors: list[ValidationError] = []
-        for field in attrs.fields(cls):
+        for field in attrs.fields(cls):  # type: ignore[arg-type]
             meta: _JSONField | None = field.metadata.get(_META)
             if meta is None:
                 continue
@@ -255,7 +255,8 @@ class Struct:
                     raise ValidationError(meta.missing)
                 else:
                     default = field.default
-                    value = default.factory() if isinstance(default, attrs.Factory) else default  # type: ignore[attr-defined]
+                    is_factory = isinstance(default, attrs.Factory)  # type: ignore[arg-type]
+                    value = default.factory() if is_factory else default
                 if field.validator is not None:
                     field.validator(None, field, value)
             except ValidationError as err:
@@ -267,7 +268,7 @@ class Struct:
     def to_dict(self) -> dict[str, Any]:
         """Return the canonical JSON object (key order = field order, empty optionals left out)."""
         out: dict[str, Any] = {}
-        for field in attrs.fields(type(self)):
+        for field in attrs.fields(type(self)):  # type: ignore[arg-type]
             meta: _JSONField | None = field.metadata.get(_META)
             if meta is None:
                 continue
