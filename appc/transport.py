@@ -126,7 +126,11 @@ class Transport:
         :raises FetchError: TLS failure, HTTPS→HTTP redirect without permission, a
             redirect loop, or a plain-HTTP URL without ``insecure_allow_http``.
         :raises requests.exceptions.RequestException: connection errors (for retrying).
+
+        Errors name the URL asked for; a redirect target is shown without its query
+        (signed storage URLs carry credentials there).
         """
+        asked = url
         headers = dict(headers or {})
         if url.startswith("http:") and not self.options.insecure_allow_http:
             raise FetchError("plain HTTP is not allowed (use the insecure HTTP option)", url=url)
@@ -147,7 +151,8 @@ class Transport:
                         timeout=(self.options.timeout, self.options.timeout),
                     )
                 except requests.exceptions.SSLError as err:
-                    raise FetchError(f"TLS error: {reason(err)}", url=url) from None
+                    where = f" (redirected to {_shown(url)})" if url != asked else ""
+                    raise FetchError(f"TLS error{where}: {reason(err)}", url=asked) from None
                 if (
                     response.status_code not in (301, 302, 303, 307, 308)
                     or "Location" not in response.headers
@@ -156,13 +161,15 @@ class Transport:
                 target = urllib.parse.urljoin(url, response.headers["Location"])
                 response.close()
                 if target.startswith("http:") and not self.options.insecure_allow_http:
-                    raise FetchError(f"refusing redirect to plain HTTP ({target})", url=url)
+                    raise FetchError(
+                        f"refusing redirect to plain HTTP ({_shown(target)})", url=asked
+                    )
                 if urllib.parse.urlsplit(target).netloc != urllib.parse.urlsplit(url).netloc:
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 if response.status_code == 303:
                     method, data = "GET", None
                 url = target
-            raise FetchError("too many redirects", url=url)
+            raise FetchError(f"too many redirects (more than {_MAX_REDIRECTS})", url=asked)
 
     def request(
         self,
@@ -213,6 +220,14 @@ class Transport:
             if attempt and response.status_code in RETRY_STATUS:
                 error.message += _attempts(attempt)
             raise error
+
+
+def _shown(url: str) -> str:
+    """*url* without credentials, query or fragment (for messages)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")
+    )
 
 
 def _attempts(retried: int) -> str:
