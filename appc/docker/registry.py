@@ -294,41 +294,62 @@ class RegistryClient:
         if credentials is not None:
             headers["Authorization"] = _basic_header(credentials)
         token_url = realm + ("&" if "?" in realm else "?") + requests.compat.urlencode(params)
-        # The token server gets the same retries as the registry (429, 5xx, dropped
-        # connections); its final error names the realm, never the query.
-        try:
-            response = self.transport.request(
-                "GET", token_url, headers=headers, stream=True, ok=_FINAL_STATUS
-            )
-        except FetchError as err:
-            if err.message.startswith("connection failed"):
-                detail = err.message.partition(": ")[2] or err.message
-                raise FetchError(f"token server unreachable: {detail}", url=realm) from None
-            raise FetchError(f"unable to retrieve auth token: {err.message}", url=realm) from None
-        if response.status_code == 401:
-            response.close()
-            raise FetchError(
-                "unable to retrieve auth token: 401 unauthorized (wrong or missing credentials)",
-                url=realm,
-                status=401,
-            )
-        if response.status_code != 200:
-            response.close()
-            raise FetchError(
-                f"unable to retrieve auth token: HTTP {response.status_code}",
-                url=realm,
-                status=response.status_code,
-            )
-        try:
-            body = json.loads(_read_limited(response, _MAX_MANIFEST, realm))
-        except _Retryable as err:
-            raise FetchError(f"unable to retrieve auth token: {err}", url=realm) from None
-        except ValueError:
-            raise FetchError("token server answered with invalid JSON", url=realm) from None
+        body = self._token_answer(token_url, headers, realm)
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise FetchError("token server answered without a token", url=realm)
         return token
+
+    def _token_answer(self, token_url: str, headers: dict[str, str], realm: str) -> Any:
+        """The token server's JSON answer.
+
+        It gets the registry's retries: 429/5xx answers and dropped connections (by the
+        transport), and an answer cut short mid-body (here).  Errors name the realm,
+        never the query.
+        """
+        attempt = 0
+        while True:
+            try:
+                response = self.transport.request(
+                    "GET", token_url, headers=headers, stream=True, ok=_FINAL_STATUS
+                )
+            except FetchError as err:
+                if err.message.startswith("connection failed"):
+                    detail = err.message.partition(": ")[2] or err.message
+                    raise FetchError(f"token server unreachable: {detail}", url=realm) from None
+                raise FetchError(
+                    f"unable to retrieve auth token: {err.message}", url=realm, status=err.status
+                ) from None
+            if response.status_code == 401:
+                response.close()
+                raise FetchError(
+                    "unable to retrieve auth token: 401 unauthorized (wrong or missing credentials)",
+                    url=realm,
+                    status=401,
+                )
+            if response.status_code != 200:
+                response.close()
+                raise FetchError(
+                    f"unable to retrieve auth token: HTTP {response.status_code}",
+                    url=realm,
+                    status=response.status_code,
+                )
+            try:
+                data = _read_limited(response, _MAX_MANIFEST, realm)
+            except _Retryable as err:
+                if attempt >= self.options.retries:
+                    raise FetchError(
+                        f"unable to retrieve auth token: download failed after {attempt + 1} "
+                        f"attempts: {err}",
+                        url=realm,
+                    ) from None
+                attempt += 1
+                time.sleep(self._delay(attempt))
+                continue
+            try:
+                return json.loads(data)
+            except ValueError:
+                raise FetchError("token server answered with invalid JSON", url=realm) from None
 
     # --- the API --------------------------------------------------------------------
 
