@@ -113,7 +113,8 @@ def drop() -> Fault:
 
 
 def reset(fraction: float = 0.5) -> Fault:
-    """Announce the whole body, send *fraction* of it, then reset the connection (RST)."""
+    """Announce the whole body, send *fraction* of it, then (50 ms later, once the client
+    is reading the body) reset the connection (RST)."""
     return Fault("reset", fraction=fraction)
 
 
@@ -161,10 +162,15 @@ class Rule:
     then: Fault | None
     methods: frozenset[str] | None
     script: Callable[[str, int], Fault | None] | None = None
+    scheme: str | None = None
     attempts: dict[str, int] = attrs.field(factory=dict)
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.methods is None or method in self.methods) and bool(self.pattern.search(path))
+    def matches(self, scheme: str, method: str, path: str) -> bool:
+        return (
+            (self.scheme is None or scheme == self.scheme)
+            and (self.methods is None or method in self.methods)
+            and bool(self.pattern.search(path))
+        )
 
     def next_fault(self, path: str) -> Fault | None:
         count = self.attempts.get(path, 0) + 1
@@ -342,15 +348,16 @@ class FaultServer:
         then: Fault | None = None,
         method: str | tuple[str, ...] | None = None,
         script: Callable[[str, int], Fault | None] | None = None,
+        scheme: str | None = None,
     ) -> Rule:
         """Script the requests whose path (with query) matches the regex *pattern*: the
         n-th request of each such path gets ``faults[n-1]`` (``None``: served normally),
-        later ones get *then* — or, with *script*, ``script(path, n)``.  The first
-        matching rule wins."""
+        later ones get *then* — or, with *script*, ``script(path, n)``.  *method* and
+        *scheme* (``"https"``, ``"http"``) narrow the rule.  The first matching rule wins."""
         methods = (
             None if method is None else frozenset((method,) if isinstance(method, str) else method)
         )
-        rule = Rule(re.compile(pattern), tuple(faults), then, methods, script)
+        rule = Rule(re.compile(pattern), tuple(faults), then, methods, script, scheme)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -368,6 +375,11 @@ class FaultServer:
         with self._lock:
             self._files[path] = (data, {"Content-Type": content_type, **(headers or {})})
         return self.url(path)
+
+    def clear_rules(self) -> None:
+        """Forget every rule (files and the log stay)."""
+        with self._lock:
+            self.rules.clear()
 
     def reset_script(self) -> None:
         """Forget every rule, file and logged request."""
@@ -397,10 +409,10 @@ class FaultServer:
 
     # --- serving ----------------------------------------------------------------------
 
-    def _fault_for(self, method: str, path: str) -> Fault | None:
+    def _fault_for(self, scheme: str, method: str, path: str) -> Fault | None:
         with self._lock:
             for rule in self.rules:
-                if rule.matches(method, path):
+                if rule.matches(scheme, method, path):
                     return rule.next_fault(path)
         return None
 
@@ -421,7 +433,7 @@ class FaultServer:
         method, path = handler.command, handler.path
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        fault = self._fault_for(method, path)
+        fault = self._fault_for(handler.server.scheme, method, path)
         with self._lock:
             self.log.append(
                 Hit(
@@ -465,6 +477,8 @@ class FaultServer:
                     handler.wfile.flush()
             if fault.kind == "stall":
                 self._wait(fault.delay)
+            if fault.kind == "reset":
+                self._wait(0.05)  # let the client read the headers: the reset comes mid-body
             self._abort(handler, rst=fault.kind == "reset")
             return
         self._send(handler, _Answer(answer.status, answer.headers, data))
