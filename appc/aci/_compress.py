@@ -2,7 +2,9 @@
 
 Readers are plain ``read(n)`` objects over a binary file.  Every one refuses to produce
 more than ``max_size`` bytes (a decompression bomb stops with a clear error instead of
-filling the disk or memory); the decompressors accept several concatenated members (gzip,
+filling the disk or memory); where no limit is given, :func:`max_image_size` sets it:
+``$APPC_MAX_IMAGE_SIZE`` (bytes, or with a ``K``/``M``/``G``/``T`` suffix, powers of
+1024) or 64 GiB; the decompressors accept several concatenated members (gzip,
 bzip2 and xz streams, zstd frames), as ``gzip -d`` and Go's readers do, and report
 a stream cut short as truncated.
 
@@ -17,6 +19,7 @@ import bz2
 import concurrent.futures
 import lzma
 import os
+import re
 import struct
 import zlib
 from collections import deque
@@ -28,17 +31,40 @@ from appc.errors import ImageError
 __all__ = [
     "GZIP_BLOCK_SIZE",
     "DEFAULT_MAX_SIZE",
+    "MAX_SIZE_ENV",
     "Compression",
     "ParallelGzipWriter",
     "PlainWriter",
     "decompressing_reader",
+    "max_image_size",
 ]
 
 #: Uncompressed bytes per gzip member written by :class:`ParallelGzipWriter`.
 GZIP_BLOCK_SIZE = 4 * 1024 * 1024
 #: The default limit on an image's uncompressed size: 64 GiB.
 DEFAULT_MAX_SIZE = 64 * 1024**3
+#: The environment variable that replaces :data:`DEFAULT_MAX_SIZE`.
+MAX_SIZE_ENV = "APPC_MAX_IMAGE_SIZE"
+_SIZE = re.compile(r"([0-9]+)([KMGT]?)(?:i?B)?", re.IGNORECASE)
 _READ_SIZE = 256 * 1024
+
+
+def max_image_size() -> int:
+    """The limit on the uncompressed size of an image or layer when none is given:
+    ``$APPC_MAX_IMAGE_SIZE`` (``1073741824``, ``512M``, ``2G``: powers of 1024), else
+    :data:`DEFAULT_MAX_SIZE`.
+
+    :raises ImageError: a value that is not a size.
+    """
+    text = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_SIZE
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ImageError(f"{MAX_SIZE_ENV}={text!r} is not a size (such as 1073741824, 512M or 2G)")
+    number, unit = match.groups()
+    multiplier: int = 1024 ** " KMGT".index(unit.upper() or " ")
+    return int(number) * multiplier
 
 
 class Compression(str):
@@ -213,12 +239,15 @@ class _LimitedReader:
         return out
 
 
-def decompressing_reader(raw: IO[bytes], kind: FileType, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+def decompressing_reader(raw: IO[bytes], kind: FileType, *, max_size: int | None = None) -> Any:
     """Return a reader of the uncompressed bytes of *raw*, compressed as *kind*.
 
+    :param max_size: the most uncompressed bytes (default: :func:`max_image_size`).
     :raises ImageError: (when read) for corrupt or truncated data, garbage after the
         last member, or more than *max_size* uncompressed bytes.
     """
+    if max_size is None:
+        max_size = max_image_size()
     if kind is FileType.TAR:
         return _LimitedReader(raw, max_size)
     if kind in (FileType.GZIP, FileType.BZIP2, FileType.XZ, FileType.ZSTD):

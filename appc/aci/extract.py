@@ -21,7 +21,6 @@ from typing import IO
 
 import attrs
 
-from appc.aci._compress import DEFAULT_MAX_SIZE
 from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader, clean_name, rootfs_relative
 from appc.aci.validate import EntryChecker, image_manifest
 from appc.errors import ImageError
@@ -212,7 +211,7 @@ def extract_image(
     rootfs_only: bool = False,
     options: ExtractOptions | None = None,
     keep: Callable[[str], bool] | None = None,
-    max_size: int = DEFAULT_MAX_SIZE,
+    max_size: int | None = None,
 ) -> Hash:
     """Check and unpack an image archive into the directory *target*.
 
@@ -260,7 +259,7 @@ def _extract_into(
     rootfs_only: bool,
     options: ExtractOptions | None,
     keep: Callable[[str], bool] | None,
-    max_size: int,
+    max_size: int | None,
 ) -> Hash:
     writer = TreeWriter(target, options)
     with ImageReader(source, max_size=max_size) as image:

@@ -68,9 +68,19 @@ class ManifestPatch:
     def needs_app(self) -> bool:
         """True when the patch changes fields of the ``app`` section."""
         return any(
-            (self.exec is not None, self.user is not None, self.group is not None,
-             self.supplementary_gids is not None, self.capability, self.revoke_capability,
-             self.mounts, self.ports, self.isolators, self.seccomp_mode is not None, self.seccomp_set)
+            (
+                self.exec is not None,
+                self.user is not None,
+                self.group is not None,
+                self.supplementary_gids is not None,
+                self.capability,
+                self.revoke_capability,
+                self.mounts,
+                self.ports,
+                self.isolators,
+                self.seccomp_mode is not None,
+                self.seccomp_set,
+            )
         )
 
 
@@ -124,7 +134,9 @@ def apply_patch(manifest: ImageManifest, patch: ManifestPatch) -> ImageManifest:
                 if patch.capability
                 else ("os/linux/capabilities-remove-set", patch.revoke_capability)
             )
-            isolators = Isolators((*isolators.without(*_CAPABILITY_ISOLATORS), Isolator(kind, {"set": list(names)})))
+            isolators = Isolators(
+                (*isolators.without(*_CAPABILITY_ISOLATORS), Isolator(kind, {"set": list(names)}))
+            )
         if patch.seccomp_mode is not None:
             seccomp = _seccomp_isolator(patch.seccomp_mode, patch.seccomp_set)
             isolators = Isolators((*isolators.without(*_SECCOMP_ISOLATORS), seccomp))
@@ -147,8 +159,12 @@ def patch_image(
     overwrite: bool = False,
     compression: str = Compression.GZIP,
     level: int = DEFAULT_LEVEL,
+    max_size: int | None = None,
 ) -> Hash:
     """Write *source* with its manifest patched to *output* (``None``: replace *source*).
+
+    :param max_size: the most uncompressed bytes read (default:
+        :func:`~appc.aci._compress.max_image_size`).
 
     :returns: the new image ID.
     :raises ImageError: unreadable or invalid input, bad output name, existing output.
@@ -164,15 +180,20 @@ def patch_image(
             raise ValidationError("--manifest cannot be combined with options that change fields")
         new_manifest = patch.manifest
     else:
-        raw = read_manifest_bytes(source_path)
+        raw = read_manifest_bytes(source_path, max_size=max_size)
         try:
             current = ImageManifest.from_json(raw)
         except ValidationError as err:
-            raise ImageError(f"image manifest validation failed: {err}", source=source_path) from None
+            raise ImageError(
+                f"image manifest validation failed: {err}", source=source_path
+            ) from None
         new_manifest = apply_patch(current, patch).to_json().encode("utf-8")
     if len(new_manifest) > MAX_MANIFEST_SIZE:
         raise ImageError(f"manifest larger than {MAX_MANIFEST_SIZE} bytes", source=source_path)
-    with atomic_output(target, overwrite=overwrite or output is None) as out, ImageReader(source_path) as image:
+    with (
+        atomic_output(target, overwrite=overwrite or output is None) as out,
+        ImageReader(source_path, max_size=max_size) as image,
+    ):
         writer = ImageWriter(out, compression=compression, level=level)
         try:
             checker = EntryChecker(source_path)

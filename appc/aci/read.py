@@ -16,9 +16,9 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from appc.aci._compress import DEFAULT_MAX_SIZE, decompressing_reader
+from appc.aci._compress import decompressing_reader, max_image_size
 from appc.aci.filetype import SNIFF_SIZE, detect_file_type
 from appc.errors import ImageError
 from appc.types.hash import Hash
@@ -197,7 +197,8 @@ class ImageReader:
             image_id = image.finish()
 
     :param source: a path, or a binary file positioned at the start of the image.
-    :param max_size: the most uncompressed bytes accepted (a decompression-bomb guard).
+    :param max_size: the most uncompressed bytes accepted (a decompression-bomb guard;
+        default: :func:`~appc.aci._compress.max_image_size`).
     :param tee: a binary file that receives every uncompressed byte as it is read (the
         image store keeps that copy: decompress, check, hash and store in one pass);
         after :meth:`finish` it holds exactly the bytes the image ID was computed over.
@@ -209,9 +210,10 @@ class ImageReader:
         self,
         source: str | os.PathLike[str] | IO[bytes],
         *,
-        max_size: int = DEFAULT_MAX_SIZE,
+        max_size: int | None = None,
         tee: IO[bytes] | None = None,
     ) -> None:
+        limit = max_image_size() if max_size is None else max_size
         self.source = (
             os.fspath(source)
             if isinstance(source, (str, os.PathLike))
@@ -219,6 +221,7 @@ class ImageReader:
         )
         self._owned: IO[bytes] | None = None
         try:
+            raw: IO[bytes]
             if isinstance(source, (str, os.PathLike)):
                 self._owned = raw = open(source, "rb")
             else:
@@ -231,9 +234,8 @@ class ImageReader:
         if not self.kind.is_archive:
             self.close()
             raise ImageError("unknown image filetype", source=str(self.source))
-        self._stream = _HashingReader(
-            decompressing_reader(_Prefixed(head, raw), self.kind, max_size=max_size), tee
-        )
+        prefixed = cast(IO[bytes], _Prefixed(head, raw))  # it only needs read()
+        self._stream = _HashingReader(decompressing_reader(prefixed, self.kind, max_size=limit), tee)
         self._tar: tarfile.TarFile | None = None
         self._finished: Hash | None = None
 
@@ -300,7 +302,7 @@ class ImageReader:
         member = self._tar.extractfile(info)
         if member is None:
             raise self._error(f"{info.name!r} is not a regular file")
-        return _MemberFile(member, self)
+        return cast(IO[bytes], _MemberFile(member, self))  # read() and readinto() are enough
 
     def finish(self) -> Hash:
         """Read to the end of the stream and return the image ID.
@@ -387,7 +389,7 @@ class _Prefixed:
 
 
 def read_manifest_bytes(
-    source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE
+    source: str | os.PathLike[str] | IO[bytes], *, max_size: int | None = None
 ) -> bytes:
     """Return the raw bytes of the first entry named ``manifest`` (stops reading there).
 
@@ -399,6 +401,7 @@ def read_manifest_bytes(
                 if not info.isreg():
                     raise ImageError("manifest is not a regular file", source=str(image.source))
                 return image.read_entry(info, limit=MAX_MANIFEST_SIZE)
+        image.finish()  # a corrupt header ends tarfile's walk early: say so, not "missing"
         raise ImageError("missing manifest", source=str(image.source))
 
 
@@ -413,7 +416,7 @@ def read_manifest(source: str | os.PathLike[str] | IO[bytes]) -> Any:
 
 
 def compute_image_id(
-    source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE
+    source: str | os.PathLike[str] | IO[bytes], *, max_size: int | None = None
 ) -> Hash:
     """Return the image ID of an archive: ``sha512-`` + hex SHA-512 of its uncompressed tar."""
     with ImageReader(source, max_size=max_size) as image:

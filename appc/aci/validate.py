@@ -37,7 +37,6 @@ from typing import IO, Any
 
 import attrs
 
-from appc.aci._compress import DEFAULT_MAX_SIZE
 from appc.aci.filetype import FileType, detect_file_type
 from appc.aci.read import (
     MAX_MANIFEST_SIZE,
@@ -223,7 +222,7 @@ def _short(name: str, limit: int = 120) -> str:
 
 
 def validate_archive(
-    source: str | os.PathLike[str] | IO[bytes], *, max_size: int = DEFAULT_MAX_SIZE
+    source: str | os.PathLike[str] | IO[bytes], *, max_size: int | None = None
 ) -> ArchiveReport:
     """Check an image archive completely, in one pass, and compute its image ID.
 

@@ -62,7 +62,6 @@ from typing import IO, Any
 
 import attrs
 
-from appc.aci._compress import DEFAULT_MAX_SIZE
 from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader
 from appc.aci.validate import EntryChecker
 from appc.errors import ImageError, StoreError, ValidationError
@@ -272,16 +271,15 @@ class ImageStore:
 
     :param data_dir: the data directory (rkt's ``--dir``); ``cas/`` is created in it
         with modes 0750 (0700 for ``tmp`` and ``db-backups``), files are 0640.
-    :param max_size: the largest uncompressed image accepted by :meth:`import_image`.
+    :param max_size: the largest uncompressed image accepted by :meth:`import_image`
+        (default: :func:`~appc.aci._compress.max_image_size`, read at each import).
     :raises StoreError: the store cannot be opened (permissions, a database newer
         than this code).
 
     Use it as a context manager or call :meth:`close` to drop the ``cas/`` lock.
     """
 
-    def __init__(
-        self, data_dir: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX_SIZE
-    ) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, max_size: int | None = None) -> None:
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.cas = os.path.join(self.data_dir, "cas")
         self.max_size = max_size
