@@ -15,7 +15,9 @@ streaming passes over the layer blobs and writes the result straight into the AC
 Hard links survive across layers (the original dropped a link whose target was in a
 lower layer); a link whose target was deleted or replaced by an upper layer becomes a
 regular file holding the original target's data.  ``.`` entries are skipped and names
-that climb out of the root with ``..`` are refused (the original looped forever).
+that climb out of the root with ``..`` are refused (the original looped forever), as are
+the names, link targets and owners an image archive may not hold (see
+:class:`appc.aci.validate.EntryChecker`), so that every ACI written is valid.
 
 Other deliberate differences from the original's output: directories come first and
 the layers' entries follow base to top (the original wrote top to base, children
@@ -39,7 +41,8 @@ from typing import IO, Any, cast
 import attrs
 
 from appc.aci._compress import Compression
-from appc.aci.read import ImageReader
+from appc.aci.read import ImageReader, clean_name, name_limit_reason
+from appc.aci.validate import EntryChecker
 from appc.aci.write import DEFAULT_LEVEL, ImageWriter, atomic_output
 from appc.docker.image import ImageLayer, SourceImage
 from appc.docker.manifest import carried_manifest, manifest_for_image
@@ -72,12 +75,15 @@ class ConvertOptions:
     :param squash: one ACI for the image (default), or one per layer.
     :param compression: ``gzip`` or ``none``.
     :param log: called with progress lines (``--debug``).
+    :param max_size: the most uncompressed bytes of a layer (default:
+        :func:`~appc.aci._compress.max_image_size`).
     """
 
     squash: bool = True
     compression: str = Compression.GZIP
     level: int = DEFAULT_LEVEL
     log: Callable[[str], None] | None = None
+    max_size: int | None = None
 
 
 @attrs.frozen
@@ -92,12 +98,39 @@ def _clean(name: str, where: str) -> str | None:
     """A layer entry name relative to the root (``None`` for the root itself)."""
     cleaned = posixpath.normpath("/" + name).lstrip("/")
     if ".." in name.split("/") and posixpath.normpath(name.lstrip("/")).startswith(".."):
-        raise ImageError(f"entry {name!r} climbs out of the image root", source=where)
+        raise ImageError(f"entry {_short(name)!r} climbs out of the image root", source=where)
+    reason = name_limit_reason(f"rootfs/{cleaned}") if cleaned else None
+    if reason is not None:
+        raise ImageError(
+            f"unsupported file path in layer ({reason}): {_short(name)!r}", source=where
+        )
     return cleaned or None
 
 
+def _short(name: str, limit: int = 120) -> str:
+    """*name*, shortened in the middle for a one-line message."""
+    return name if len(name) <= limit else f"{name[: limit // 2]}...{name[-limit // 2 :]}"
+
+
+#: The largest user or group ID Linux takes (as :class:`~appc.aci.validate.EntryChecker`).
+_MAX_ID = 2**32 - 2
+
+
+def _check_entry(info: tarfile.TarInfo, where: str) -> None:
+    """Refuse what an ACI may not hold beyond its name: a link target or owner Linux cannot take."""
+    if info.issym():
+        reason = name_limit_reason(info.linkname, link=True)
+        if reason is not None:
+            raise ImageError(f"unsupported symlink {_short(info.name)!r} ({reason})", source=where)
+    for kind, number in (("uid", info.uid), ("gid", info.gid)):
+        if not 0 <= number <= _MAX_ID:
+            raise ImageError(
+                f"{kind} {number} out of range for {_short(info.name)!r}", source=where
+            )
+
+
 @contextlib.contextmanager
-def _open_layer(layer: ImageLayer) -> Iterator[ImageReader | None]:
+def _open_layer(layer: ImageLayer, max_size: int | None = None) -> Iterator[ImageReader | None]:
     where = f"layer {layer.digest}"
     try:
         blob = layer.open()
@@ -117,7 +150,7 @@ def _open_layer(layer: ImageLayer) -> Iterator[ImageReader | None]:
             yield None
             return
         try:
-            with ImageReader(cast(IO[bytes], _Rewound(head, blob))) as reader:
+            with ImageReader(cast(IO[bytes], _Rewound(head, blob)), max_size=max_size) as reader:
                 yield reader
         except ImageError as err:
             raise ImageError(err.message, source=where) from None
@@ -150,7 +183,24 @@ def layer_entries(
     if reader is None:
         return
     for position, (info, _) in enumerate(reader.entries()):
+        _check_entry(info, where)
         yield position, info, _clean(info.name, where)
+
+
+class _CheckedWriter(ImageWriter):
+    """An :class:`ImageWriter` that applies the image archive rules to every entry it
+    writes (:class:`~appc.aci.validate.EntryChecker`), so that a layer breaking them (a
+    file under a symlink of the same layer, in ``-nosquash`` output) fails the
+    conversion instead of producing an invalid ACI; errors name *where*.
+    """
+
+    def __init__(self, out: IO[bytes], where: str, **options: Any) -> None:
+        super().__init__(out, **options)
+        self._checker = EntryChecker(where)
+
+    def add(self, info: tarfile.TarInfo, content: IO[bytes] | None = None) -> None:
+        self._checker.check(info, clean_name(info.name))
+        super().add(info, content)
 
 
 @attrs.define(slots=True)
@@ -238,13 +288,13 @@ def _check_dev(path: str, info: tarfile.TarInfo, where: str) -> None:
         raise ImageError("/dev exists in the image but is not a directory", source=where)
 
 
-def _scan(image: SourceImage, log: Callable[[str], None]) -> _Tree:
+def _scan(image: SourceImage, log: Callable[[str], None], max_size: int | None = None) -> _Tree:
     """Pass 1: the final tree, from every layer's headers, base first."""
     tree = _Tree()
     for index, layer in enumerate(image.layers):
         where = f"layer {layer.digest}"
         log(f"Reading layer {index + 1}/{len(image.layers)} {layer.digest[:19]}...")
-        with _open_layer(layer) as reader:
+        with _open_layer(layer, max_size) as reader:
             for position, info, path in layer_entries(reader, where):
                 if path is None:
                     continue
@@ -319,6 +369,7 @@ def _write_squashed(
     manifest: ImageManifest,
     writer: ImageWriter,
     log: Callable[[str], None],
+    max_size: int | None = None,
 ) -> None:
     # An image pushed from an ACI (it carries its appc manifest) gets back exactly its
     # own files: no stdio links added.
@@ -340,7 +391,7 @@ def _write_squashed(
     for index, layer in enumerate(image.layers):
         where = f"layer {layer.digest}"
         log(f"Writing layer {index + 1}/{len(image.layers)} {layer.digest[:19]}...")
-        with _open_layer(layer) as reader:
+        with _open_layer(layer, max_size) as reader:
             for position, info, _ in layer_entries(reader, where):
                 key = (index, position)
                 if key in links:
@@ -371,12 +422,14 @@ def _squash(
     image: SourceImage, output: str, options: ConvertOptions, log: Callable[[str], None]
 ) -> ConvertResult:
     manifest = manifest_for_image(image)
-    tree = _scan(image, log)
+    tree = _scan(image, log, options.max_size)
     log("Writing squashed ACI...")
     with atomic_output(output, overwrite=True) as out:
-        writer = ImageWriter(out, compression=options.compression, level=options.level)
+        writer = _CheckedWriter(
+            out, os.path.basename(output), compression=options.compression, level=options.level
+        )
         try:
-            _write_squashed(image, tree, manifest, writer, log)
+            _write_squashed(image, tree, manifest, writer, log, options.max_size)
             writer.close()
         except BaseException:
             writer.abort()

@@ -10,7 +10,11 @@ The file names, manifest names, dependency layout and whitelists are the origina
   path whitelist (the original ignored the marker, so those files came back);
 * the layer ACIs appear together or not at all: they are written under temporary names
   and renamed only once every layer converted (the original left the lower layers'
-  files behind when a later layer failed).
+  files behind when a later layer failed);
+* a hard link must point to a file of its own layer or one the layers below leave, as
+  when squashing (the original wrote links to nothing); a layer whose entries break the
+  image archive rules (a file under a symlink of the same layer), or a name that is not
+  UTF-8 (a path whitelist is JSON text and cannot list it), is refused.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import posixpath
 import tarfile
 from collections.abc import Callable
 
-from appc.aci.write import ImageWriter, atomic_output
+from appc.aci.write import atomic_output
 from appc.docker.convert import (
     STDIO_LINKS,
     ConvertOptions,
     _check_dev,
+    _CheckedWriter,
     _clean,
     _make_directories,
     _open_layer,
@@ -62,11 +67,16 @@ def _write_layer(
     output: str,
     manifest_for: Callable[[list[str], set[str], set[str]], ImageManifest],
     options: ConvertOptions,
+    lower: frozenset[str] = frozenset(),
 ) -> ImageManifest:
-    """Write one layer's ACI: rootfs, its entries, the stdio links, the manifest last."""
+    """Write one layer's ACI: rootfs, its entries, the stdio links, the manifest last.
+
+    :param lower: what the layers below leave (``/``-prefixed paths): a hard link must
+        point to one of those, or to a file of this layer.
+    """
     where = f"layer {layer.digest}"
     with atomic_output(output, overwrite=True) as out:
-        writer = ImageWriter(out, compression=options.compression, level=options.level)
+        writer = _CheckedWriter(out, where, compression=options.compression, level=options.level)
         try:
             root = tarfile.TarInfo("rootfs")
             root.type, root.mode = tarfile.DIRTYPE, 0o755
@@ -75,7 +85,8 @@ def _write_layer(
             whiteouts: set[str] = set()
             opaque: set[str] = set()
             seen: set[str] = set()
-            with _open_layer(layer) as reader:
+            files: set[str] = set()  # this layer's non-directories
+            with _open_layer(layer, options.max_size) as reader:
                 for _, info, path in layer_entries(reader, where):
                     if path is None:
                         continue
@@ -89,10 +100,24 @@ def _write_layer(
                     _check_dev(path, info, where)
                     if path in seen:
                         raise ImageError(f"duplicate file entry in layer: {path!r}", source=where)
+                    try:
+                        path.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ImageError(
+                            f"file name {path!r} is not UTF-8: a path whitelist cannot list it",
+                            source=where,
+                        ) from None
                     seen.add(path)
                     paths.append(path)
+                    if not info.isdir():
+                        files.add(path)
                     if info.islnk():
                         link = _clean(info.linkname, where) or ""
+                        if link not in files and f"/{link}" not in lower:
+                            raise ImageError(
+                                f"hard link {path!r} to missing file {info.linkname!r}",
+                                source=where,
+                            )
                         writer.add(_output_header(info, path, linkname=f"rootfs/{link}"))
                     elif info.isreg():
                         assert reader is not None
@@ -254,6 +279,7 @@ def convert_layers(
                         labels=labels,
                     ),
                     options,
+                    frozenset(whitelist.paths),
                 )
             )
         for staging, output in staged:
