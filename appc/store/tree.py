@@ -184,7 +184,8 @@ class TreeStore:
 
         :param rebuild: render again even if a complete tree exists.
         :raises StoreError: unknown image, missing dependency, corrupt blob, write error
-            (a failed render leaves a partial tree that the next call wipes).
+            (a failed render removes its partial tree; one left by a crash is wiped by
+            the next call).
         """
         images = dependency_list(self.store, key)
         top = images[0]
@@ -197,7 +198,12 @@ class TreeStore:
             if rebuild or not self.is_rendered(tree_id):
                 fresh = True
                 try:
-                    self._render(path, rootfs, images)
+                    try:
+                        self._render(path, rootfs, images)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            self._wipe(path)
+                        raise
                 except OSError as err:
                     raise StoreError(
                         f"cannot render tree {tree_id}: {err.strerror or err}"
