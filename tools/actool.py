@@ -258,11 +258,15 @@ def _run_patch(args: argparse.Namespace) -> int:
         raise UsageError("give OUTPUT_ACI, or --replace to rewrite INPUT_ACI")
     manifest = None
     if args.manifest:
+        from appc.aci.read import MAX_MANIFEST_SIZE  # noqa: PLC0415
+
         try:
             with open(args.manifest, "rb") as f:
-                manifest = f.read()
+                manifest = f.read(MAX_MANIFEST_SIZE + 1)  # never a huge file into memory
         except OSError as err:
             raise ImageError(err.strerror or str(err), source=args.manifest) from None
+        if len(manifest) > MAX_MANIFEST_SIZE:
+            raise ImageError(f"larger than {MAX_MANIFEST_SIZE} bytes", source=args.manifest)
     patch = ManifestPatch(
         manifest=manifest,
         name=args.name,
