@@ -60,6 +60,9 @@ class SemVer:
         parts = rest.split(".")
         if len(parts) != 3 or not all(_DIGITS.fullmatch(p) for p in parts):
             raise ValidationError(f"SemVer is bad: {text!r}", value=text)
+        if any(len(p.lstrip("0")) > len(str(_INT64_MAX)) for p in parts):
+            # Too big for int64, and for int() itself past 4300 digits (a ValueError).
+            raise ValidationError(f"SemVer is bad: {text[:80]!r}", value=text)
         numbers = [int(p) for p in parts]
         if any(n > _INT64_MAX for n in numbers):
             raise ValidationError(f"SemVer is bad: {text!r}", value=text)
@@ -89,8 +92,12 @@ class SemVer:
         if not self.prerelease:
             pre: tuple[object, ...] = ((2,),)
         else:
+            # A numeric identifier (ASCII digits, of any length) compares as a number:
+            # by its length without leading zeros, then its digits.
             pre = tuple(
-                (0, int(part), "") if part.isdigit() else (1, 0, part)
+                (0, len(part.lstrip("0")), part.lstrip("0"))
+                if part.isascii() and part.isdigit()
+                else (1, 0, part)
                 for part in self.prerelease.split(".")
             )
         return (self.major, self.minor, self.patch, pre)
