@@ -25,7 +25,10 @@ DEFAULT_REGISTRY = "registry-1.docker.io"
 _HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 _ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]*)"
+# The grammar's separator is ``[._]|__|[-]*``; its empty alternative adds nothing to
+# the language but makes a backtracking engine try every split of a run of letters
+# (``parse_reference("a" * 30 + "!")`` took minutes): here a separator is never empty.
+_SEPARATOR = r"(?:[._]|__|-+)"
 _COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
