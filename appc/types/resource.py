@@ -17,8 +17,11 @@ def __dir__() -> list[str]:
     return __all__
 
 
-_SHAPE_TEXT = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-_SHAPE = re.compile(_SHAPE_TEXT)
+_SHAPE_TEXT = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"  # the reference's, for messages
+# The same language, unambiguous: a suffix never starts with a digit (the number took it),
+# so a long number followed by junk is refused in linear time (the reference's form
+# backtracks quadratically: a 1 MB quantity in a manifest took hours).
+_SHAPE = re.compile(r"([+-]?[0-9.]+)((?:[eEinumkKMGTP]+[-+]?|[-+])[0-9]*|)")
 _EXPONENT = re.compile(r"[eE][-+]?[0-9]+")
 _SUFFIXES: dict[str, decimal.Decimal] = {
     "": decimal.Decimal(1),
@@ -74,7 +77,7 @@ class Quantity:
                 f"quantity must be a string or a number, not {type(raw).__name__}", value=raw
             )
         text = str(raw).strip() if isinstance(raw, str) else repr(raw)
-        match = _SHAPE.match(text)
+        match = _SHAPE.fullmatch(text)
         if match is None:
             raise ValidationError(
                 f"quantities must match the regular expression {_SHAPE_TEXT!r}: {text!r}",
