@@ -2,15 +2,18 @@
 
 :class:`ImageWriter` takes entries (``tarfile.TarInfo`` headers plus contents) and
 streams them through the image-ID hash into the compressor; :func:`atomic_output`
-writes to a temporary file beside the target and renames it into place only when the
-whole image was written, so a failed or interrupted build leaves no partial ``.aci``.
+writes to a file without a name (``O_TMPFILE``) and links it into place only when the
+whole image was written, so a failed, interrupted or killed build leaves no partial
+``.aci`` and no temporary file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import secrets
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -197,37 +200,91 @@ class ImageWriter:
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[IO[bytes]]:
-    """Open a temporary file beside *path*; on success rename it to *path*, else remove it.
+    """Write *path* atomically: it appears complete, or not at all.
 
-    :raises ImageError: when *path* exists and *overwrite* is false, or on an I/O error.
+    The data goes to a file without a name in the target's directory (``O_TMPFILE``),
+    linked into place only once complete, so even ``kill -9`` leaves nothing behind.  A
+    filesystem without ``O_TMPFILE`` gets a hidden temporary file beside the target
+    instead (removed on any error; only a kill can leave it).  With *overwrite* the new
+    file replaces the old one by ``rename(2)``: readers see one or the other.
+
+    :raises ImageError: when *path* exists and *overwrite* is false, or on an I/O error
+        (``cannot write output: No space left on device``).
     """
     target = os.fspath(path)
     if not overwrite and os.path.lexists(target):
         raise ImageError("target file exists (try --overwrite)", source=target)
     directory = os.path.dirname(os.path.abspath(target))
+    tmp: str | None = None  # the named temporary file, without O_TMPFILE
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory
-        )
+        try:
+            # The kernel applies the umask to the mode, as for any new file.
+            fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory
+            )
     except OSError as err:
         raise ImageError(f"cannot create output: {err.strerror or err}", source=target) from None
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb", closefd=False) as out:
             yield out
             out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        if not overwrite and os.path.lexists(target):
-            raise ImageError("target file exists (try --overwrite)", source=target)
-        os.replace(tmp, target)
+            os.fsync(fd)
+        if tmp is None:
+            _link_into_place(fd, target, overwrite=overwrite)
+        else:
+            os.chmod(tmp, 0o644 & ~_umask())
+            if not overwrite and os.path.lexists(target):
+                raise ImageError("target file exists (try --overwrite)", source=target)
+            os.replace(tmp, target)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise ImageError(f"cannot write output: {err.strerror or err}", source=target) from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
+
+
+def _link_into_place(fd: int, target: str, *, overwrite: bool) -> None:
+    """Give the anonymous file *fd* the name *target* (replacing it with *overwrite*)."""
+    directory, name = os.path.split(os.path.abspath(target))
+    source = f"/proc/self/fd/{fd}"
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # With dst_dir_fd, os.link is linkat(AT_SYMLINK_FOLLOW): it links the file the
+        # /proc symlink stands for (plain link(2) would try the symlink itself).
+        if not overwrite:
+            try:
+                os.link(source, name, dst_dir_fd=dir_fd)
+            except FileExistsError:
+                raise ImageError("target file exists (try --overwrite)", source=target) from None
+        else:
+            while True:  # a hidden name for an instant, then rename(2) over the target
+                temporary = f".{name}.{secrets.token_hex(6)}.tmp"
+                try:
+                    os.link(source, temporary, dst_dir_fd=dir_fd)
+                    break
+                except FileExistsError:  # pragma: no cover - the name is random
+                    continue
+            try:
+                os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary, dir_fd=dir_fd)
+                raise
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _umask() -> int:
