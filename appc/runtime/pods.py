@@ -364,14 +364,30 @@ def create_pod(data_dir: str, *, uuid_file: str | None = None) -> Pod:
     """Create a pod: ``embryo/<uuid>``, locked exclusively, then moved to ``prepare``.
 
     The UUID is written to *uuid_file* right away, so even a pod that fails to prepare
-    can be found and removed.
+    can be found and removed.  An embryo whose creator died before moving it on is
+    unlocked, and ``gc`` collects it; one taken that way before this process locked it
+    is given up for a new UUID.
     """
     _mkdirs(data_dir)
-    uuid = new_uuid()
-    embryo = os.path.join(pods_root(data_dir), "embryo", uuid)
-    os.mkdir(embryo, 0o750)
-    lock = FileLock.open(embryo, directory=True)
-    lock.exclusive()
+    while True:
+        uuid = new_uuid()
+        embryo = os.path.join(pods_root(data_dir), "embryo", uuid)
+        os.mkdir(embryo, 0o750)
+        try:
+            lock = FileLock.open(embryo, directory=True)
+        except FileNotFoundError:
+            continue  # gc took it for an embryo left by a crash before it was locked
+        lock.exclusive()
+        # gc collects unlocked embryos: check it did not move this one before the lock.
+        try:
+            current = os.stat(embryo)
+        except FileNotFoundError:
+            lock.close()
+            continue
+        held = os.fstat(lock.fd)
+        if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+            break
+        lock.close()  # pragma: no cover - the UUID is random
     pod = Pod(uuid, data_dir, "embryo", PodState.EMBRYO, lock)
     if uuid_file:
         with open(uuid_file, "w", encoding="utf-8") as f:
