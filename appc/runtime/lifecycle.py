@@ -22,6 +22,7 @@ import attrs
 from appc.errors import AppcError, PodError
 from appc.runtime import linux
 from appc.runtime.pods import Pod, PodState, get_pod, list_pods, locked
+from appc.store.locks import FileLock
 
 __all__ = [
     "GcReport",
@@ -200,6 +201,16 @@ def gc_pods(
     report = GcReport()
     say = log or (lambda _: None)
     now = datetime.datetime.now(datetime.UTC)
+    for pod in list_pods(data_dir, states=("embryo",)):
+        # An embryo is locked from its creation until it moves to prepare: an unlocked
+        # one was left by a process killed in between.
+        try:
+            with locked(pod):
+                say(f"moving abandoned embryo {pod.uuid} to garbage")
+                pod.to_garbage()
+        except (AppcError, OSError) as err:
+            if not _taken_by_another(pod):
+                report.errors.append(f"{pod.uuid}: {err}")
     for pod in list_pods(data_dir, states=("run", "prepare", "prepared")):
         try:
             if pod.state is PodState.EXITED:
@@ -217,7 +228,8 @@ def gc_pods(
                 say(f"moving expired prepared pod {pod.uuid} to garbage")
                 pod.to_garbage()
         except (AppcError, OSError) as err:
-            report.errors.append(f"{pod.uuid}: {err}")
+            if not _taken_by_another(pod):
+                report.errors.append(f"{pod.uuid}: {err}")
     if mark_only:
         return report
     for pod in list_pods(data_dir, states=("exited-garbage", "garbage")):
@@ -235,8 +247,22 @@ def gc_pods(
                 _collect(held)
             report.collected.append(str(pod.uuid))
         except (AppcError, OSError) as err:
-            report.errors.append(f"{pod.uuid}: {err}")
+            if not _taken_by_another(pod):
+                report.errors.append(f"{pod.uuid}: {err}")
     return report
+
+
+def _taken_by_another(pod: Pod) -> bool:
+    """True when another process (a concurrent ``gc``, ``rm``) moved or removed *pod*
+    from where this process found it, or holds its lock: not an error of this run."""
+    try:
+        lock = FileLock.open(pod.path, directory=True)
+    except OSError:
+        return not os.path.lexists(pod.path)
+    try:
+        return not lock.shared(blocking=False)
+    finally:
+        lock.close()
 
 
 _NAMESPACES = ("ipc", "uts", "net", "pid")
