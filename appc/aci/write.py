@@ -23,7 +23,7 @@ from appc.aci._compress import Compression, ParallelGzipWriter, PlainWriter
 from appc.errors import ImageError
 from appc.types.hash import Hash
 
-__all__ = ["DEFAULT_LEVEL", "ImageWriter", "atomic_output", "tar_header"]
+__all__ = ["DEFAULT_LEVEL", "ImageWriter", "PendingOutput", "atomic_output", "tar_header"]
 
 
 def __dir__() -> list[str]:
@@ -198,15 +198,74 @@ class ImageWriter:
             self._sink.abort()
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[IO[bytes]]:
-    """Write *path* atomically: it appears complete, or not at all.
+class PendingOutput:
+    """A file being written for *path* that gets its name only by :meth:`publish`.
 
     The data goes to a file without a name in the target's directory (``O_TMPFILE``),
-    linked into place only once complete, so even ``kill -9`` leaves nothing behind.  A
-    filesystem without ``O_TMPFILE`` gets a hidden temporary file beside the target
-    instead (removed on any error; only a kill can leave it).  With *overwrite* the new
-    file replaces the old one by ``rename(2)``: readers see one or the other.
+    so even ``kill -9`` leaves nothing behind.  A filesystem without ``O_TMPFILE`` gets
+    a hidden temporary file beside the target instead (removed by :meth:`close` when not
+    published; only a kill can leave it).  Several pending outputs published one after
+    the other appear (almost) together: ``docker2aci -nosquash``'s layer ACIs.
+
+    :param overwrite: :meth:`publish` replaces an existing *path* (by ``rename(2)``:
+        readers see the old file or the new one).
+    :raises OSError: the file cannot be created.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        self.target = os.fspath(path)
+        self.overwrite = overwrite
+        self.published = False
+        directory = os.path.dirname(os.path.abspath(self.target))
+        self._tmp: str | None = None  # the named temporary file, without O_TMPFILE
+        try:
+            # The kernel applies the umask to the mode, as for any new file.
+            self._fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            self._fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self.target)}.", suffix=".tmp", dir=directory
+            )
+        #: The buffered binary stream to write to.
+        self.file: IO[bytes] = os.fdopen(self._fd, "wb", closefd=False)
+
+    def publish(self) -> None:
+        """Flush the data to disk and give the file its name.
+
+        :raises ImageError: the target exists (without *overwrite*).
+        :raises OSError: an I/O error.
+        """
+        self.file.flush()
+        os.fsync(self._fd)
+        if self._tmp is None:
+            _link_into_place(self._fd, self.target, overwrite=self.overwrite)
+        else:
+            os.chmod(self._tmp, 0o644 & ~_umask())
+            if not self.overwrite and os.path.lexists(self.target):
+                raise ImageError("target file exists (try --overwrite)", source=self.target)
+            os.replace(self._tmp, self.target)
+            self._tmp = None
+        self.published = True
+
+    def close(self) -> None:
+        """Close the file; one never published disappears (idempotent)."""
+        if self._fd < 0:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self.file.close()
+        os.close(self._fd)
+        self._fd = -1
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[IO[bytes]]:
+    """Write *path* atomically: it appears complete, or not at all — not even a
+    temporary file is left by ``kill -9`` (see :class:`PendingOutput`).
 
     :raises ImageError: when *path* exists and *overwrite* is false, or on an I/O error
         (``cannot write output: No space left on device``).
@@ -214,44 +273,17 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
     target = os.fspath(path)
     if not overwrite and os.path.lexists(target):
         raise ImageError("target file exists (try --overwrite)", source=target)
-    directory = os.path.dirname(os.path.abspath(target))
-    tmp: str | None = None  # the named temporary file, without O_TMPFILE
     try:
-        try:
-            # The kernel applies the umask to the mode, as for any new file.
-            fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                raise
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory
-            )
+        pending = PendingOutput(target, overwrite=overwrite)
     except OSError as err:
         raise ImageError(f"cannot create output: {err.strerror or err}", source=target) from None
     try:
-        with os.fdopen(fd, "wb", closefd=False) as out:
-            yield out
-            out.flush()
-            os.fsync(fd)
-        if tmp is None:
-            _link_into_place(fd, target, overwrite=overwrite)
-        else:
-            os.chmod(tmp, 0o644 & ~_umask())
-            if not overwrite and os.path.lexists(target):
-                raise ImageError("target file exists (try --overwrite)", source=target)
-            os.replace(tmp, target)
+        yield pending.file
+        pending.publish()
     except OSError as err:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         raise ImageError(f"cannot write output: {err.strerror or err}", source=target) from None
-    except BaseException:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise
     finally:
-        os.close(fd)
+        pending.close()
 
 
 def _link_into_place(fd: int, target: str, *, overwrite: bool) -> None:
