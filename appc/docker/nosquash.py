@@ -8,9 +8,9 @@ The file names, manifest names, dependency layout and whitelists are the origina
   host's);
 * an opaque directory (``.wh..wh..opq``) drops what the layers below put in it from the
   path whitelist (the original ignored the marker, so those files came back);
-* the layer ACIs appear together or not at all: they are written under temporary names
-  and renamed only once every layer converted (the original left the lower layers'
-  files behind when a later layer failed);
+* the layer ACIs appear together or not at all: they are written as files without a
+  name (``O_TMPFILE``) and named only once every layer converted (the original left the
+  lower layers' files behind when a later layer failed; a kill leaves nothing);
 * a hard link must point to a file of its own layer or one the layers below leave, as
   when squashing (the original wrote links to nothing); a layer whose entries break the
   image archive rules (a file under a symlink of the same layer), or a name that is not
@@ -24,8 +24,9 @@ import os
 import posixpath
 import tarfile
 from collections.abc import Callable
+from typing import IO
 
-from appc.aci.write import atomic_output
+from appc.aci.write import PendingOutput
 from appc.docker.convert import (
     STDIO_LINKS,
     ConvertOptions,
@@ -64,85 +65,84 @@ def _whiteout_target(path: str) -> str | None:
 
 def _write_layer(
     layer: ImageLayer,
-    output: str,
+    out: IO[bytes],
     manifest_for: Callable[[list[str], set[str], set[str]], ImageManifest],
     options: ConvertOptions,
     lower: frozenset[str] = frozenset(),
 ) -> ImageManifest:
-    """Write one layer's ACI: rootfs, its entries, the stdio links, the manifest last.
+    """Write one layer's ACI into *out*: rootfs, its entries, the stdio links, the manifest last.
 
     :param lower: what the layers below leave (``/``-prefixed paths): a hard link must
         point to one of those, or to a file of this layer.
     """
     where = f"layer {layer.digest}"
-    with atomic_output(output, overwrite=True) as out:
-        writer = _CheckedWriter(out, where, compression=options.compression, level=options.level)
-        try:
-            root = tarfile.TarInfo("rootfs")
-            root.type, root.mode = tarfile.DIRTYPE, 0o755
-            writer.add(root)
-            paths: list[str] = []
-            whiteouts: set[str] = set()
-            opaque: set[str] = set()
-            seen: set[str] = set()
-            files: set[str] = set()  # this layer's non-directories
-            with _open_layer(layer, options.max_size) as reader:
-                for _, info, path in layer_entries(reader, where):
-                    if path is None:
-                        continue
-                    target = _whiteout_target(path)
-                    if target is not None:
-                        whiteouts.add(target)
-                        continue
-                    if posixpath.basename(path) == _OPAQUE:
-                        opaque.add(posixpath.dirname(path))
-                        continue
-                    _check_dev(path, info, where)
-                    if path in seen:
-                        raise ImageError(f"duplicate file entry in layer: {path!r}", source=where)
-                    try:
-                        path.encode("utf-8")
-                    except UnicodeEncodeError:
+    writer = _CheckedWriter(out, where, compression=options.compression, level=options.level)
+    try:
+        root = tarfile.TarInfo("rootfs")
+        root.type, root.mode = tarfile.DIRTYPE, 0o755
+        writer.add(root)
+        paths: list[str] = []
+        whiteouts: set[str] = set()
+        opaque: set[str] = set()
+        seen: set[str] = set()
+        files: set[str] = set()  # this layer's non-directories
+        with _open_layer(layer, options.max_size) as reader:
+            for _, info, path in layer_entries(reader, where):
+                if path is None:
+                    continue
+                target = _whiteout_target(path)
+                if target is not None:
+                    whiteouts.add(target)
+                    continue
+                if posixpath.basename(path) == _OPAQUE:
+                    opaque.add(posixpath.dirname(path))
+                    continue
+                _check_dev(path, info, where)
+                if path in seen:
+                    raise ImageError(f"duplicate file entry in layer: {path!r}", source=where)
+                try:
+                    path.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ImageError(
+                        f"file name {path!r} is not UTF-8: a path whitelist cannot list it",
+                        source=where,
+                    ) from None
+                seen.add(path)
+                paths.append(path)
+                if not info.isdir():
+                    files.add(path)
+                if info.islnk():
+                    link = _clean(info.linkname, where) or ""
+                    if link not in files and f"/{link}" not in lower:
                         raise ImageError(
-                            f"file name {path!r} is not UTF-8: a path whitelist cannot list it",
+                            f"hard link {path!r} to missing file {info.linkname!r}",
                             source=where,
-                        ) from None
-                    seen.add(path)
-                    paths.append(path)
-                    if not info.isdir():
-                        files.add(path)
-                    if info.islnk():
-                        link = _clean(info.linkname, where) or ""
-                        if link not in files and f"/{link}" not in lower:
-                            raise ImageError(
-                                f"hard link {path!r} to missing file {info.linkname!r}",
-                                source=where,
-                            )
-                        writer.add(_output_header(info, path, linkname=f"rootfs/{link}"))
-                    elif info.isreg():
-                        assert reader is not None
-                        writer.add(_output_header(info, path), reader.member(info))
-                    else:
-                        writer.add(_output_header(info, path))
-                if reader is not None:
-                    reader.finish()
-            for path, target in STDIO_LINKS:
-                if path not in seen:
-                    link_info = tarfile.TarInfo(f"rootfs/{path}")
-                    link_info.type, link_info.linkname, link_info.mode = (
-                        tarfile.SYMTYPE,
-                        target,
-                        0o777,
-                    )
-                    writer.add(link_info)
-            manifest = manifest_for(paths, whiteouts, opaque)
-            info = tarfile.TarInfo("manifest")
-            info.mode = 0o644
-            writer.add_bytes(info, manifest.to_json().encode("utf-8"))
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
+                        )
+                    writer.add(_output_header(info, path, linkname=f"rootfs/{link}"))
+                elif info.isreg():
+                    assert reader is not None
+                    writer.add(_output_header(info, path), reader.member(info))
+                else:
+                    writer.add(_output_header(info, path))
+            if reader is not None:
+                reader.finish()
+        for path, target in STDIO_LINKS:
+            if path not in seen:
+                link_info = tarfile.TarInfo(f"rootfs/{path}")
+                link_info.type, link_info.linkname, link_info.mode = (
+                    tarfile.SYMTYPE,
+                    target,
+                    0o777,
+                )
+                writer.add(link_info)
+        manifest = manifest_for(paths, whiteouts, opaque)
+        info = tarfile.TarInfo("manifest")
+        info.mode = 0o644
+        writer.add_bytes(info, manifest.to_json().encode("utf-8"))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     return manifest
 
 
@@ -255,21 +255,18 @@ def convert_layers(
     platform = image.platform
     labels = os_arch_labels(platform.os, platform.architecture, platform.variant)
     count = len(image.layers)
-    staged: list[tuple[str, str]] = []  # (staging file, final path)
+    staged: list[PendingOutput] = []  # written, named once every layer converted
     made: list[str] = []  # directories this call created
     try:
         for index, layer in enumerate(image.layers):
             log(f"Generating layer ACI {index + 1}/{count}...")
             output = _output_path(image, layer, index, output_dir)
             _make_directories(os.path.dirname(output), made)
-            staging = os.path.join(
-                os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}.partial"
-            )
-            staged.append((staging, output))
+            staged.append(PendingOutput(output, overwrite=True))
             manifests.append(
                 _write_layer(
                     layer,
-                    staging,
+                    staged[-1].file,
                     _manifest_maker(
                         image,
                         layer,
@@ -282,14 +279,27 @@ def convert_layers(
                     frozenset(whitelist.paths),
                 )
             )
-        for staging, output in staged:
-            os.replace(staging, output)
+        for pending in staged:
+            pending.publish()
+    except OSError as err:
+        _undo(staged, made)
+        raise ImageError(f"cannot write output: {err.strerror or err}", source=output_dir) from None
     except BaseException:
-        for staging, _ in staged:
-            with contextlib.suppress(OSError):
-                os.unlink(staging)
-        for directory in reversed(made):
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
+        _undo(staged, made)
         raise
-    return [output for _, output in staged], manifests[-1]
+    finally:
+        for pending in staged:
+            pending.close()
+    return [pending.target for pending in staged], manifests[-1]
+
+
+def _undo(staged: list[PendingOutput], made: list[str]) -> None:
+    """Remove what a failed conversion made: layer ACIs already named, new directories."""
+    for pending in staged:
+        pending.close()
+        if pending.published:
+            with contextlib.suppress(OSError):
+                os.unlink(pending.target)
+    for directory in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
