@@ -13,11 +13,13 @@ lists and OCI indexes are resolved for a platform (the original never asked for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, Literal
 
 import attrs
@@ -25,6 +27,7 @@ import attrs
 from appc.docker.reference import DockerReference
 from appc.docker.registry import MediaType
 from appc.errors import FetchError, ImageError
+from appc.store.locks import FileLock
 
 __all__ = [
     "ImageLayer",
@@ -275,18 +278,59 @@ def v1_layer(
     )
 
 
-def work_directory(workdir: str | None) -> tempfile.TemporaryDirectory[str]:
-    """A temporary directory ``docker2aci-*`` for downloads and decompressed archives.
+#: Work directories are named ``docker2aci-*`` and marked as this library's by this file.
+_WORK_PREFIX = "docker2aci-"
+_WORK_MARK = ".appc-work"
+
+
+@contextlib.contextmanager
+def work_directory(workdir: str | None) -> Iterator[str]:
+    """A temporary directory ``docker2aci-*`` for downloads and decompressed archives,
+    removed when the block ends.
+
+    It is held under an ``flock`` while in use; one left by a killed process (marked as
+    ours, unlocked) is removed when the next one is made in the same place.
 
     :param workdir: where to make it (created if missing); default ``$TMPDIR``.
     :raises ImageError: when it cannot be made (a clear error, not an ``OSError``).
     """
+    parent = workdir or tempfile.gettempdir()
+    path = ""
+    lock: FileLock | None = None
     try:
         if workdir:
             os.makedirs(workdir, exist_ok=True)
-        return tempfile.TemporaryDirectory(prefix="docker2aci-", dir=workdir)
+        _remove_abandoned(parent)
+        path = tempfile.mkdtemp(prefix=_WORK_PREFIX, dir=parent)
+        lock = FileLock.open(path, directory=True)
+        lock.exclusive()
+        with open(os.path.join(path, _WORK_MARK), "xb"):
+            pass
     except OSError as err:
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
+        if lock is not None:
+            lock.close()
         raise ImageError(
-            f"cannot create a temporary directory: {err.strerror or err}",
-            source=workdir or tempfile.gettempdir(),
+            f"cannot create a temporary directory: {err.strerror or err}", source=parent
         ) from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        lock.close()
+
+
+def _remove_abandoned(parent: str) -> None:
+    """Remove the work directories in *parent* whose process died (ours, unlocked)."""
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if not name.startswith(_WORK_PREFIX) or not os.path.isfile(os.path.join(path, _WORK_MARK)):
+            continue
+        try:
+            lock = FileLock.open(path, directory=True)
+        except OSError:
+            continue
+        with lock:
+            if lock.exclusive(blocking=False) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
