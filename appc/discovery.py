@@ -8,14 +8,19 @@ public keys are two separate walks, so they may come from different levels.
 Templates get ``{name}``, ``{version}`` (default ``latest``), ``{ext}`` (``aci`` or
 ``aci.asc``) and any other label; a template with a placeholder left unfilled is
 skipped.  HTTPS first; plain HTTP only when asked.
+
+Pages are read by a small tokenizer with the HTML5 rules of Go's (the reference's) for
+tags, attributes, comments and raw-text elements, linear in the page's size: Python's
+``html.parser`` takes quadratic time on unclosed tags, and a discovery server's 1 MB
+page of ``<meta`` kept it busy for hours.
 """
 
 from __future__ import annotations
 
-import html.parser
+import html
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 import attrs
@@ -111,36 +116,130 @@ class MetaTag:
     content: str
 
 
-# Elements whose content is text, not markup, in a browser's (and Go's) tokenizer, beyond
-# the ``script`` and ``style`` that html.parser knows: a meta tag inside is no tag.
-_RAW_TEXT = frozenset({"title", "textarea", "xmp", "iframe", "noembed", "noframes", "noscript"})
+# Elements whose content is text, not markup, in Go's tokenizer: a meta tag inside is no tag.
+_RAW_TEXT = frozenset(
+    {
+        "iframe",
+        "noembed",
+        "noframes",
+        "noscript",
+        "plaintext",
+        "script",
+        "style",
+        "textarea",
+        "title",
+        "xmp",
+    }
+)
+_BLANKS = re.compile(r"[\t\n\f\r ]*")
+_BEFORE_KEY = re.compile(r"[\t\n\f\r /]*")  # a '/' before an attribute name is skipped, as in Go
+_TAG_OPEN = re.compile(r"<[A-Za-z!?/]")  # any other '<' is text
+_TAG_NAME = re.compile(r"[^\t\n\f\r />]*")
+_ATTR_KEY = re.compile(r"=?[^\t\n\f\r /=>]*")  # a leading '=' belongs to the name (WHATWG)
+_UNQUOTED = re.compile(r"[^\t\n\f\r >]*")
+_COMMENT_END = re.compile(r"--!?>")
 
 
-class _MetaParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[MetaTag] = []
+def _at(pattern: re.Pattern[str], page: str, i: int) -> re.Match[str]:
+    """*pattern* matched at *i* (every pattern used so matches the empty string)."""
+    match = pattern.match(page, i)
+    assert match is not None
+    return match
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _RAW_TEXT:
-            self.set_cdata_mode(tag)
-        else:
-            self._meta(tag, attrs)
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._meta(tag, attrs)
+def _read_tag(page: str, i: int) -> tuple[str, list[tuple[str, str]], int] | None:
+    """Read the tag whose name starts at *i*: its lower-case name, its attributes (keys
+    lower case, values unescaped) and where it ends; ``None`` if the page ends first."""
+    end = len(page)
+    match = _at(_TAG_NAME, page, i)
+    name, i = match.group().lower(), match.end()
+    attributes: list[tuple[str, str]] = []
+    while True:
+        i = _at(_BEFORE_KEY, page, i).end()
+        if i >= end:
+            return None
+        if page[i] == ">":
+            return name, attributes, i + 1
+        match = _at(_ATTR_KEY, page, i)
+        key, i = match.group(), match.end()
+        value = ""
+        i = _at(_BLANKS, page, i).end()
+        if i >= end:
+            return None
+        if page[i] == "/":
+            i += 1
+        elif page[i] == "=":
+            i = _at(_BLANKS, page, i + 1).end()
+            if i >= end:
+                return None
+            quote = page[i]
+            if quote in "'\"":
+                close = page.find(quote, i + 1)
+                if close < 0:
+                    return None
+                value, i = page[i + 1 : close], close + 1
+            elif quote != ">":
+                match = _at(_UNQUOTED, page, i)
+                value, i = match.group(), match.end()
+        if key:
+            attributes.append((key.lower(), html.unescape(value)))
 
-    def _meta(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag != "meta":
+
+def _start_tags(page: str) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """The start tags of *page* (also self-closing ones), skipping text, end tags,
+    comments, declarations and the contents of raw-text elements; a tag cut short by the
+    end of the page is no tag.  Every step moves forward: linear time."""
+    end = len(page)
+    pos = 0
+    while True:
+        found_open = _TAG_OPEN.search(page, pos)
+        if found_open is None:
             return
-        attributes = {k.lower(): v or "" for k, v in attrs}
-        name = attributes.get("name", "")
-        if not name.startswith("ac-"):
-            return
-        prefix, _, rest = attributes.get("content", "").strip().partition(" ")
-        rest = rest.strip()
-        if prefix and rest:
-            self.tags.append(MetaTag(name, prefix, rest))
+        lt = found_open.start()
+        c = page[lt + 1]
+        if c.isascii() and c.isalpha():
+            tag = _read_tag(page, lt + 1)
+            if tag is None:
+                return
+            name, attributes, pos = tag
+            yield name, attributes
+            if name in _RAW_TEXT:
+                if name == "plaintext":
+                    return
+                closing = re.compile(f"</{re.escape(name)}[\t\n\f\r />]", re.IGNORECASE)
+                found = closing.search(page, pos)
+                if found is None:
+                    return
+                pos = found.start()
+        elif c == "/" and lt + 2 < end and page[lt + 2].isascii() and page[lt + 2].isalpha():
+            tag = _read_tag(page, lt + 2)  # an end tag: read (quoted '>' included) and dropped
+            if tag is None:
+                return
+            pos = tag[2]
+        elif page.startswith("<!--", lt):
+            if page.startswith(">", lt + 4) or page.startswith("->", lt + 4):
+                pos = lt + (5 if page[lt + 4] == ">" else 6)
+                continue
+            found = _COMMENT_END.search(page, lt + 4)
+            if found is None:
+                return
+            pos = found.end()
+        elif c in "!?/":  # a declaration, or a bogus comment, up to '>'
+            close = page.find(">", lt + 2)
+            if close < 0:
+                return
+            pos = close + 1
+        else:  # pragma: no cover - _TAG_OPEN found '<' and one of A-Za-z!?/
+            pos = lt + 1
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    """A page's text in the charset its server names, or UTF-8 when it names none or one
+    Python does not know (``charset=bogus`` was a LookupError)."""
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
 
 
 def parse_meta_tags(page: str) -> list[MetaTag]:
@@ -149,13 +248,19 @@ def parse_meta_tags(page: str) -> list[MetaTag]:
     >>> parse_meta_tags('<meta name="ac-discovery" content="example.com https://x/{name}.{ext}">')
     [MetaTag(kind='ac-discovery', prefix='example.com', content='https://x/{name}.{ext}')]
     """
-    parser = _MetaParser()
-    try:
-        parser.feed(page)
-        parser.close()
-    except (AssertionError, ValueError):  # malformed markup: keep what was read so far
-        pass
-    return parser.tags
+    tags = []
+    for name, attributes in _start_tags(page):
+        if name != "meta":
+            continue
+        values = dict(attributes)  # a repeated attribute: the last one counts
+        kind = values.get("name", "")
+        if not kind.startswith("ac-"):
+            continue
+        prefix, _, rest = values.get("content", "").strip().partition(" ")
+        rest = rest.strip()
+        if prefix and rest:
+            tags.append(MetaTag(kind, prefix, rest))
+    return tags
 
 
 def render_template(template: str, request: AppRequest, ext: str) -> str | None:
@@ -287,7 +392,7 @@ class _Pages:
                 continue
             finally:
                 response.close()
-            return parse_meta_tags(body.decode(response.encoding or "utf-8", errors="replace"))
+            return parse_meta_tags(_decode(body, response.encoding))
         raise FetchError(error)
 
 
