@@ -46,6 +46,7 @@ __all__ = [
     "MIGRATIONS",
     "Database",
     "backup_database",
+    "explain",
     "schema_version",
 ]
 
@@ -116,10 +117,36 @@ def _connect(path: str) -> sqlite3.Connection:
             return conn
         except sqlite3.OperationalError as err:
             if "locked" not in str(err) or time.monotonic() > deadline:
-                raise StoreError(f"cannot open the store database {path}: {err}") from None
+                raise StoreError(
+                    f"cannot open the store database {path}: {explain(err, path)}"
+                ) from None
             time.sleep(0.01)
         except sqlite3.Error as err:
-            raise StoreError(f"cannot open the store database {path}: {err}") from None
+            raise StoreError(
+                f"cannot open the store database {path}: {explain(err, path)}"
+            ) from None
+
+
+#: Below this many free bytes, a failed write of the database is put down to a full disk.
+_LOW_SPACE = 1024 * 1024
+
+
+def explain(err: sqlite3.Error, path: str) -> str:
+    """sqlite's message, saying so when the disk is full (sqlite reports a full disk
+    as "database or disk is full", or as a "disk I/O error" when a WAL file cannot grow).
+    """
+    text = str(err)
+    name = str(getattr(err, "sqlite_errorname", ""))
+    if name.startswith("SQLITE_FULL"):
+        return f"no space left on the store's device ({text})"
+    if name.startswith("SQLITE_IOERR"):
+        try:
+            st = os.statvfs(os.path.dirname(path) or ".")
+        except OSError:
+            return text
+        if st.f_bavail * st.f_frsize < _LOW_SPACE:
+            return f"no space left on the store's device ({text})"
+    return text
 
 
 def schema_version(conn: sqlite3.Connection) -> int | None:
@@ -191,13 +218,13 @@ class Database:
             try:
                 self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except sqlite3.Error as err:
-                raise StoreError(f"store database error: {err}") from None
+                raise StoreError(f"store database error: {explain(err, self.path)}") from None
             try:
                 yield self._conn
             except sqlite3.Error as err:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
-                raise StoreError(f"store database error: {err}") from None
+                raise StoreError(f"store database error: {explain(err, self.path)}") from None
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
@@ -207,7 +234,7 @@ class Database:
             except sqlite3.Error as err:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
-                raise StoreError(f"store database error: {err}") from None
+                raise StoreError(f"store database error: {explain(err, self.path)}") from None
 
     def version(self) -> int | None:
         """The schema version recorded (``None``: empty database)."""
