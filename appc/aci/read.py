@@ -52,6 +52,9 @@ MAX_COMPONENT_BYTES = 255
 #: The most components an entry name may have.  Deeper trees could not be removed or
 #: walked by recursive code (Python's ``shutil.rmtree``) and serve no real image.
 MAX_DEPTH = 256
+#: What ``tarfile`` raises on hostile headers: its own errors, and ``ValueError`` from
+#: the numbers of malformed PAX records (``GNU.sparse.map=``) it does not check.
+_TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError)
 _TAIL = 64 * 1024
 _CHUNK = 1024 * 1024
 _FETCH = 1024 * 1024
@@ -235,7 +238,9 @@ class ImageReader:
             self.close()
             raise ImageError("unknown image filetype", source=str(self.source))
         prefixed = cast(IO[bytes], _Prefixed(head, raw))  # it only needs read()
-        self._stream = _HashingReader(decompressing_reader(prefixed, self.kind, max_size=limit), tee)
+        self._stream = _HashingReader(
+            decompressing_reader(prefixed, self.kind, max_size=limit), tee
+        )
         self._tar: tarfile.TarFile | None = None
         self._finished: Hash | None = None
 
@@ -272,7 +277,7 @@ class ImageReader:
                 yield info, clean_name(info.name)
         except ImageError as err:
             raise self._error(err.message) from None
-        except (tarfile.TarError, EOFError) as err:
+        except _TAR_ERRORS as err:
             raise self._error(f"corrupt tar archive: {err}") from None
 
     def read_entry(self, info: tarfile.TarInfo, *, limit: int) -> bytes:
@@ -287,7 +292,7 @@ class ImageReader:
             data = member.read()
         except ImageError as err:
             raise self._error(err.message) from None
-        except (tarfile.TarError, EOFError, OSError) as err:
+        except (*_TAR_ERRORS, OSError) as err:
             raise self._error(f"corrupt tar archive: {err}") from None
         if len(data) != info.size:
             raise self._error(f"truncated tar archive in {info.name!r}")
@@ -336,7 +341,7 @@ class ImageReader:
                     break
         except ImageError as err:
             raise self._error(err.message) from None
-        except (tarfile.TarError, EOFError) as err:
+        except _TAR_ERRORS as err:
             raise self._error(f"corrupt tar archive: {err}") from None
         self._finished = Hash.from_digest(self._stream.hasher.hexdigest())
         return self._finished
@@ -354,7 +359,7 @@ class _MemberFile:
             return method(arg)
         except ImageError as err:
             raise self._image._error(err.message) from None
-        except (tarfile.TarError, EOFError) as err:
+        except _TAR_ERRORS as err:
             raise self._image._error(f"corrupt tar archive: {err}") from None
 
     def read(self, size: int = -1) -> bytes:

@@ -463,11 +463,11 @@ def open_archive_image(
         plain = _plain_tar(source, workdir, stack)
         try:
             tar = stack.enter_context(tarfile.open(plain, "r:"))
-        except (tarfile.TarError, OSError) as err:
+        except (tarfile.TarError, OSError, ValueError) as err:  # ValueError: bad PAX numbers
             raise ImageError(f"not a readable tar archive: {err}", source=source) from None
         try:
             tree = _Tree(source, tar)
-        except (tarfile.TarError, EOFError) as err:
+        except (tarfile.TarError, EOFError, ValueError, OverflowError) as err:
             raise ImageError(f"corrupt archive: {err}", source=source) from None
         if tree.exists("index.json"):
             yield _oci_layout(tree, wanted, platform, default_name)
