@@ -7,9 +7,11 @@ import urllib.parse
 
 from appc.errors import ValidationError
 
-__all__ = ["parse_go_bool", "parse_options"]
+__all__ = ["go_int", "parse_go_bool", "parse_options"]
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SIGNED = re.compile(r"[+-]?[0-9]+")
+_UNSIGNED = re.compile(r"[0-9]+")
 
 
 def parse_options(text: str, first_key: str = "name") -> dict[str, str]:
@@ -39,3 +41,16 @@ def parse_go_bool(text: str) -> bool:
     if text in ("0", "f", "F", "FALSE", "false", "False"):
         return False
     raise ValidationError(f"invalid boolean {text!r}", value=text)
+
+
+def go_int(text: str, *, signed: bool = True) -> int | None:
+    """Go's ``strconv.Atoi`` (or, unsigned, ``ParseUint``): an optional sign and ASCII
+    digits (``int()`` would also take blanks, underscores and other scripts' digits), at
+    most a 64-bit value's worth of digits; ``None`` for anything else (``int()`` itself
+    raises ``ValueError`` past 4300 digits).
+    """
+    if not (_SIGNED if signed else _UNSIGNED).fullmatch(text):
+        return None
+    if len(text.lstrip("+-").lstrip("0")) > 20:
+        return None
+    return int(text)

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from appc.errors import InvalidManifest, ValidationError
-from appc.types._options import parse_go_bool
+from appc.types._options import go_int, parse_go_bool
 from appc.types._struct import (
     Struct,
     expect_bool,
@@ -398,8 +398,9 @@ def isolator_from_string(text: str) -> Isolator:
     if name == "os/linux/no-new-privileges":
         return Isolator(name, parse_go_bool(rest))
     if name == "os/linux/oom-score-adj":
-        # Go's strconv.Atoi: sign and ASCII digits only (int() would take " 5" or "1_0").
-        if not re.fullmatch(r"[+-]?[0-9]+", rest):
+        number = go_int(rest)  # not int(): it would take " 5" or "1_0"
+        if number is None:
             raise ValidationError(f"bad oom-score-adj value {rest!r}", value=rest)
-        return Isolator(name, int(rest))
-    raise ValidationError(f"isolator {name} is not supported for patching", value=name)
+        return Isolator(name, number)
+    shown = name if name.isprintable() else repr(name)  # one line, whatever was typed
+    raise ValidationError(f"isolator {shown} is not supported for patching", value=name)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
 from appc.errors import ValidationError
-from appc.types._options import parse_go_bool, parse_options
+from appc.types._options import go_int, parse_go_bool, parse_options
 from appc.types._struct import Struct, expect_bool, expect_int, expect_str, json_field, list_of
 from appc.types.acname import ACName
 
@@ -76,9 +75,6 @@ def ports(value: Iterable[Any] | None) -> tuple[Port, ...]:
     return list_of(value, _port)
 
 
-_UINT = re.compile(r"[0-9]+")
-
-
 def port_from_string(text: str) -> Port:
     """Read ``name,protocol=tcp,port=80,count=1,socketActivated=true`` (``patch-manifest --ports``).
 
@@ -91,9 +87,10 @@ def port_from_string(text: str) -> Port:
         if key == "protocol":
             kwargs["protocol"] = value
         elif key in ("port", "count"):
-            if not _UINT.fullmatch(value):
+            number = go_int(value, signed=False)
+            if number is None:
                 raise ValidationError(f"bad {key} {value!r} in {text!r}", value=text)
-            kwargs[key] = int(value)
+            kwargs[key] = number
         elif key == "socketActivated":
             kwargs["socket_activated"] = parse_go_bool(value)
         else:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
 from appc.errors import InvalidManifest, ValidationError
-from appc.types._options import parse_go_bool, parse_options
+from appc.types._options import go_int, parse_go_bool, parse_options
 from appc.types._struct import (
     Struct,
     duplicate_errors,
@@ -145,11 +144,6 @@ def volumes(value: Iterable[Any] | None) -> tuple[Volume, ...]:
     return result
 
 
-# Go's strconv.Atoi: an optional sign and ASCII digits (Python's int() would also take
-# blanks, underscores and other scripts' digits).
-_INT = re.compile(r"[+-]?[0-9]+")
-
-
 def volume_from_string(text: str) -> Volume:
     """Read ``name,kind=host,source=/x,readOnly=true,recursive=false,mode=..,uid=..,gid=..``.
 
@@ -164,9 +158,10 @@ def volume_from_string(text: str) -> Volume:
         elif key in ("readOnly", "recursive"):
             kwargs["read_only" if key == "readOnly" else key] = parse_go_bool(value)
         elif key in ("uid", "gid"):
-            if not _INT.fullmatch(value):
+            number = go_int(value)
+            if number is None:
                 raise ValidationError(f"bad {key} {value!r} in {text!r}", value=text)
-            kwargs[key] = int(value)
+            kwargs[key] = number
         else:
             raise ValidationError(f"unknown volume parameter {key!r}", value=text)
     return Volume(**kwargs)
