@@ -216,6 +216,7 @@ class PendingOutput:
         self.target = os.fspath(path)
         self.overwrite = overwrite
         self.published = False
+        self._synced = False
         directory = os.path.dirname(os.path.abspath(self.target))
         self._tmp: str | None = None  # the named temporary file, without O_TMPFILE
         try:
@@ -230,14 +231,26 @@ class PendingOutput:
         #: The buffered binary stream to write to.
         self.file: IO[bytes] = os.fdopen(self._fd, "wb", closefd=False)
 
+    def sync(self) -> None:
+        """Flush the data to disk (:meth:`publish` does it too, if not done before).
+
+        :raises OSError: an I/O error (no space).
+        """
+        if not self._synced:
+            self.file.flush()
+            os.fsync(self._fd)
+            self._synced = True
+
     def publish(self) -> None:
         """Flush the data to disk and give the file its name.
+
+        To name several files at (almost) the same moment, :meth:`sync` them all first:
+        the flush is what takes time.
 
         :raises ImageError: the target exists (without *overwrite*).
         :raises OSError: an I/O error.
         """
-        self.file.flush()
-        os.fsync(self._fd)
+        self.sync()
         if self._tmp is None:
             _link_into_place(self._fd, self.target, overwrite=self.overwrite)
         else:

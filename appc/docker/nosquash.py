@@ -279,6 +279,8 @@ def convert_layers(
                     frozenset(whitelist.paths),
                 )
             )
+        for pending in staged:  # the slow part first: then the names appear together
+            pending.sync()
         for pending in staged:
             pending.publish()
     except OSError as err:
