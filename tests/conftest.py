@@ -23,7 +23,7 @@ def run_tool(tmp_path: pathlib.Path):
         return subprocess.run(
             [sys.executable, "-m", module, *args],
             cwd=cwd or tmp_path, input=input.decode() if input else None,
-            capture_output=True, text=True, env=full_env, timeout=300,
+            capture_output=True, text=True, env=full_env, timeout=300, check=False,
         )
 
     return run

@@ -401,7 +401,7 @@ def _stream_layer(produce: _TarSink, blob_dir: pathlib.Path, compression: Compre
     """Run ``produce(sink)`` (which writes an uncompressed tar to ``sink``) and stream it through
     the compressor into ``blob_dir/<hex>``: one pass, flat memory."""
     blob_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=blob_dir, prefix=".layer-", delete=False)  # noqa: SIM115
+    tmp = tempfile.NamedTemporaryFile(dir=blob_dir, prefix=".layer-", delete=False)
     try:
         with tmp:
             blob_hash = _HashingWriter(tmp)
