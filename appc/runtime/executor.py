@@ -14,7 +14,13 @@ Process layout (``reference/rkt.md`` §8, the "py-ns" design verified on this ma
 
 Every mount is made inside the pod's mount namespaces with private propagation, so the
 kernel removes them all when the pod's last process exits: the host never sees one and
-``gc`` only deletes directories.  The pod lock is inherited by the waiter and the
+``gc`` only deletes directories.
+
+Devices: an app gets the spec's device nodes, bound from the host's ``/dev``, and no
+other.  Its root, its ``/dev`` and its volumes are mounted ``nodev``, so a node it makes
+with ``CAP_MKNOD`` (in the spec's default set) opens nothing — a host disk included; rkt
+gets the same from systemd-nspawn's device cgroup.  Device nodes an image holds are
+therefore not usable either, as under rkt.  The pod lock is inherited by the waiter and the
 supervisor (not by apps: it is close-on-exec), so the pod shows as running for exactly
 as long as its supervisor lives, whatever kills whom.
 """
@@ -521,12 +527,18 @@ def _spawn(
 
 
 def _bind(
-    source: str, target: str, *, read_only: bool = False, recursive: bool = False
+    source: str,
+    target: str,
+    *,
+    read_only: bool = False,
+    recursive: bool = False,
+    nodev: bool = False,
 ) -> None:  # pragma: no cover
     flags = linux.MS_BIND | (linux.MS_REC if recursive else 0)
     linux.mount(source, target, None, flags)
-    if read_only:
-        linux.mount(source, target, None, flags | linux.MS_REMOUNT | linux.MS_RDONLY)
+    if read_only or nodev:
+        extra = (linux.MS_RDONLY if read_only else 0) | (linux.MS_NODEV if nodev else 0)
+        linux.mount(source, target, None, flags | linux.MS_REMOUNT | extra)
 
 
 def _touch(path: str) -> None:
@@ -540,7 +552,14 @@ def _setup_dev(root: str, interactive: bool) -> None:  # pragma: no cover
     if os.path.lexists(dev) and not os.path.isdir(dev):
         os.unlink(dev)
     os.makedirs(dev, mode=0o755, exist_ok=True)
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755,size=65536k")
+    # nodev: the device files bound below keep the host /dev's flags; nodes made here do not open.
+    linux.mount(
+        "tmpfs",
+        dev,
+        "tmpfs",
+        linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV,
+        "mode=755,size=65536k",
+    )
     for name in _DEVICES:
         _touch(os.path.join(dev, name))
         _bind(f"/dev/{name}", os.path.join(dev, name))
@@ -615,7 +634,9 @@ def _setup_volumes(root: str, plan: AppPlan) -> None:  # pragma: no cover
         else:
             os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
             _touch(target)
-        _bind(mount.source, target, read_only=mount.read_only, recursive=mount.recursive)
+        _bind(
+            mount.source, target, read_only=mount.read_only, recursive=mount.recursive, nodev=True
+        )
 
 
 def _setup_etc(root: str, hostname: str, net: str) -> None:  # pragma: no cover
@@ -713,10 +734,10 @@ def _exec_app(
     _setup_volumes(root, plan)
     _setup_proc_sys(root, config.unmasked_paths)
     _setup_dev(root, config.interactive)
-    if plan.read_only_rootfs:
-        # Only this app's mount namespace sees its root read-only; the mounts on it
-        # (/proc, /dev, volumes) keep their own flags.
-        linux.mount(root, root, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+    # Only this app's mount namespace sees its root nodev (and read-only with
+    # --readonly-rootfs); the mounts on it (/proc, /dev, volumes) keep their own flags.
+    read_only = linux.MS_RDONLY if plan.read_only_rootfs else 0
+    linux.mount(root, root, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NODEV | read_only)
     workdir = app.working_directory or "/"
     # Everything that may import a module or look up a codec happens before pivot_root:
     # after it, the host's Python library is out of reach.
