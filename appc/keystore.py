@@ -15,6 +15,7 @@ import re
 
 import attrs
 
+from appc._fs import makedirs
 from appc.errors import SignatureError, ValidationError
 from appc.signing import KeyInfo, key_info
 from appc.types.acidentifier import ACIdentifier
@@ -79,7 +80,7 @@ class Keystore:
         if len(keys) != 1:
             raise SignatureError(f"expected one public key, found {len(keys)}")
         info = keys[0]
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        makedirs(directory, 0o755)  # every level 0755, whatever the umask
         path = os.path.join(directory, info.fingerprint)
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as f:

@@ -41,6 +41,7 @@ from typing import Any
 
 import attrs
 
+from appc._fs import makedirs
 from appc.errors import AppcError, PodError
 from appc.runtime import linux
 from appc.runtime.paths import resolve_in_root
@@ -353,7 +354,7 @@ def _supervise(
     state = _Supervisor(pod, plans, config)
     for plan in plans:
         _mount_overlay(pod, plan)
-    os.makedirs(pod.file("status"), exist_ok=True)
+    makedirs(pod.file("status"), 0o750)
     if config.metadata:
         _start_metadata(state)
     state.wakeup = _wakeup_pipe()
@@ -478,7 +479,7 @@ def _mount_overlay(pod: Pod, plan: AppPlan) -> None:  # pragma: no cover
     work = pod.file("overlay", plan.name, "work")
     target = pod.file("rootfs", plan.name)
     for directory in (upper, work, target):
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        makedirs(directory, 0o755)  # overlay/ and rootfs/ too, whatever the umask
     options = f"lowerdir={plan.lower},upperdir={upper},workdir={work}"
     # Always read-write here: each app process makes its mount points first, then makes
     # its own view of the root read-only (``--readonly-rootfs``, see _exec_app).

@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 
+from appc._fs import makedirs
 from appc.errors import PodError
 from appc.store.locks import FileLock
 from appc.types.uuid import UUID, new_uuid
@@ -93,7 +94,7 @@ def pods_root(data_dir: str) -> str:
 
 def _mkdirs(data_dir: str) -> None:
     for state in STATE_DIRS:
-        os.makedirs(os.path.join(pods_root(data_dir), state), mode=0o750, exist_ok=True)
+        makedirs(os.path.join(pods_root(data_dir), state), 0o750)  # pods/ too, whatever the umask
 
 
 @attrs.define
@@ -190,7 +191,7 @@ class Pod:
     def write(self, name: str, data: bytes | str, *, mode: int = 0o640) -> None:
         """Write a pod file atomically (temp file + rename)."""
         path = self.file(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        makedirs(os.path.dirname(path), 0o750)
         tmp = f"{path}.tmp"
         with open(tmp, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)

@@ -62,6 +62,7 @@ from typing import IO, Any
 
 import attrs
 
+from appc._fs import makedirs
 from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader
 from appc.aci.validate import EntryChecker
 from appc.errors import ImageError, StoreError, ValidationError
@@ -293,7 +294,7 @@ class ImageStore:
         self._cas_lock: FileLock | None = None
         self.db: Database | None = None
         try:
-            os.makedirs(self.data_dir, mode=_DIR_MODE, exist_ok=True)
+            makedirs(self.data_dir, _DIR_MODE)  # its parents too: 0750, whatever the umask
             _mkdir(self.cas, _DIR_MODE)
             for path in (
                 self.blob_dir,
