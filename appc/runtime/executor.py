@@ -17,10 +17,11 @@ kernel removes them all when the pod's last process exits: the host never sees o
 ``gc`` only deletes directories.
 
 Devices: an app gets the spec's device nodes, bound from the host's ``/dev``, and no
-other.  Its root, its ``/dev`` and its volumes are mounted ``nodev``, so a node it makes
-with ``CAP_MKNOD`` (in the spec's default set) opens nothing — a host disk included; rkt
-gets the same from systemd-nspawn's device cgroup.  Device nodes an image holds are
-therefore not usable either, as under rkt.  The pod lock is inherited by the waiter and the
+other.  A seccomp filter makes ``mknod`` of a character or block device fail with
+``EPERM`` although ``CAP_MKNOD`` is in the spec's default set, and its root, its
+``/dev`` and its volumes are mounted ``nodev``, so a node that is there anyway (in the
+image, on a volume) opens nothing — a host disk included; rkt gets the same from
+systemd-nspawn's device cgroup.  The pod lock is inherited by the waiter and the
 supervisor (not by apps: it is close-on-exec), so the pod shows as running for exactly
 as long as its supervisor lives, whatever kills whom.
 """
@@ -744,6 +745,7 @@ def _exec_app(
     # after it, the host's Python library is out of reach.
     caps = _capabilities(plan, config.all_capabilities)
     last_cap = linux.last_capability()
+    device_filter = linux.device_node_filter()
     os.chdir(root)
     linux.pivot_root(".", ".")
     linux.umount(".", linux.MNT_DETACH)
@@ -756,6 +758,8 @@ def _exec_app(
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+    if device_filter is not None:
+        linux.deny_device_nodes(device_filter)  # while CAP_SYS_ADMIN allows it
     linux.drop_bounding_set(caps, last_cap)
     os.setgroups([g for g in app.supplementary_gids])
     os.setgid(gid)

@@ -1,8 +1,8 @@
 """The Linux system calls the runtime needs that Python 3.11's ``os`` lacks (through ctypes).
 
 unshare, setns, mount, umount2, pivot_root, sethostname, prctl (no_new_privs, bounding
-set, keep caps), capget/capset.  Each raises :class:`OSError` with the C errno, like
-``os`` functions do.
+set, keep caps, a seccomp filter), capget/capset.  Each raises :class:`OSError` with the
+C errno, like ``os`` functions do.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import struct
 
 __all__ = [
     "CAPABILITIES",
@@ -30,6 +31,8 @@ __all__ = [
     "MS_REMOUNT",
     "MS_SLAVE",
     "capability_number",
+    "deny_device_nodes",
+    "device_node_filter",
     "drop_bounding_set",
     "last_capability",
     "mount",
@@ -274,3 +277,75 @@ def set_capabilities(caps: set[int]) -> None:
             setattr(data[index], field, getattr(data[index], field) | (1 << bit))
     number = _SYS_CAPSET[platform.machine()]
     _check(_libc.syscall(ctypes.c_long(number), ctypes.byref(header), data), "capset")
+
+
+# --- a seccomp filter: no device nodes ----------------------------------------------------
+
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_EPERM = 0x00050000 | 1  # SECCOMP_RET_ERRNO | EPERM
+_LD_ABS, _JEQ, _AND, _RET = 0x20, 0x15, 0x54, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, ALU|AND|K, RET|K
+_S_IFMT, _S_IFCHR, _S_IFBLK = 0o170000, 0o020000, 0o060000
+#: Per machine: (audit arch, [(mknod-like syscall number, index of its mode argument)]),
+#: the native ABI first, then the compat ones a 32-bit binary reaches (x32's numbers
+#: carry bit 30).
+_MKNOD_CALLS: dict[str, list[tuple[int, list[tuple[int, int]]]]] = {
+    "x86_64": [
+        (0xC000003E, [(133, 1), (259, 2), (0x40000085, 1), (0x40000103, 2)]),
+        (0x40000003, [(14, 1), (297, 2)]),
+    ],
+    "aarch64": [(0xC00000B7, [(33, 2)]), (0x40000028, [(14, 1), (324, 2)])],
+}
+
+
+def device_node_filter() -> bytes | None:
+    """A classic-BPF seccomp program that fails ``mknod``/``mknodat`` of a character or
+    block device with ``EPERM`` (fifos and sockets stay possible); ``None`` on a machine
+    whose system call numbers are not known here.  Build it before ``pivot_root``."""
+    table = _MKNOD_CALLS.get(platform.machine())
+    if table is None:
+        return None
+    code: list[tuple[int, str | int, str | int, int]] = [(_LD_ABS, 0, 0, 4)]  # the arch
+    code += [(_JEQ, f"arch{i}", 0, arch) for i, (arch, _) in enumerate(table)]
+    code.append((_RET, 0, 0, _SECCOMP_RET_ALLOW))
+    labels: dict[str, int] = {}
+    for i, (_, calls) in enumerate(table):
+        labels[f"arch{i}"] = len(code)
+        code.append((_LD_ABS, 0, 0, 0))  # the system call number
+        code += [(_JEQ, f"mode{arg}", 0, nr) for nr, arg in calls]
+        code.append((_RET, 0, 0, _SECCOMP_RET_ALLOW))
+    for arg in (1, 2):
+        labels[f"mode{arg}"] = len(code)
+        code.append((_LD_ABS, 0, 0, 16 + 8 * arg))  # the mode's low 32 bits (little-endian)
+        code.append((_AND, 0, 0, _S_IFMT))
+        code.append((_JEQ, "deny", 0, _S_IFCHR))
+        code.append((_JEQ, "deny", 0, _S_IFBLK))
+        code.append((_RET, 0, 0, _SECCOMP_RET_ALLOW))
+    labels["deny"] = len(code)
+    code.append((_RET, 0, 0, _SECCOMP_RET_EPERM))
+    out = bytearray()
+    for index, (op, jt, jf, k) in enumerate(code):
+        hops = [labels[j] - index - 1 if isinstance(j, str) else j for j in (jt, jf)]
+        out += struct.pack("=HBBI", op, hops[0], hops[1], k)
+    return bytes(out)
+
+
+def deny_device_nodes(program: bytes) -> None:
+    """Install *program* (from :func:`device_node_filter`) for this process and every
+    process it starts; needs ``CAP_SYS_ADMIN`` or no_new_privs."""
+
+    class _Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    prog = _Program(len(program) // 8, program)
+    _check(
+        _libc.prctl(
+            _PR_SET_SECCOMP,
+            ctypes.c_ulong(_SECCOMP_MODE_FILTER),
+            ctypes.byref(prog),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "prctl(SECCOMP_MODE_FILTER)",
+    )
