@@ -24,7 +24,7 @@ unpacked by root:
   bytes, components of at most 255 bytes, at most :data:`~appc.aci.read.MAX_DEPTH`
   levels (symlink targets at most :data:`~appc.aci.read.MAX_NAME_BYTES` bytes);
 * owners must be valid Linux IDs (0 to 2**32 - 2; ``-1`` means "unchanged" to
-  ``chown``).
+  ``chown``), device numbers fit in 32 bits.
 """
 
 from __future__ import annotations
@@ -152,6 +152,12 @@ class EntryChecker:
         for kind, number in (("uid", info.uid), ("gid", info.gid)):
             if not 0 <= number <= _MAX_ID:
                 raise self._error(f"{kind} {number} out of range for {_short(info.name)!r}")
+        if info.ischr() or info.isblk():
+            for kind, number in (("major", info.devmajor), ("minor", info.devminor)):
+                if not 0 <= number < 2**32:
+                    raise self._error(
+                        f"device {kind} {number} out of range for {_short(info.name)!r}"
+                    )
         if name == ".":
             if not info.isdir():
                 raise self._error("archive root entry '.' is not a directory")

@@ -117,13 +117,17 @@ _MAX_ID = 2**32 - 2
 
 
 def _check_entry(info: tarfile.TarInfo, where: str) -> None:
-    """Refuse what an ACI may not hold beyond its name: a link target or owner Linux cannot take."""
+    """Refuse what an ACI may not hold beyond its name: a link target, owner or device number
+    Linux cannot take."""
     if info.issym():
         reason = name_limit_reason(info.linkname, link=True)
         if reason is not None:
             raise ImageError(f"unsupported symlink {_short(info.name)!r} ({reason})", source=where)
-    for kind, number in (("uid", info.uid), ("gid", info.gid)):
-        if not 0 <= number <= _MAX_ID:
+    numbers = [("uid", info.uid), ("gid", info.gid)]
+    if info.ischr() or info.isblk():
+        numbers += [("device major", info.devmajor), ("device minor", info.devminor)]
+    for kind, number in numbers:
+        if not 0 <= number <= (_MAX_ID if kind in ("uid", "gid") else 2**32 - 1):
             raise ImageError(
                 f"{kind} {number} out of range for {_short(info.name)!r}", source=where
             )
