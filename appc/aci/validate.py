@@ -24,7 +24,7 @@ unpacked by root:
   bytes, components of at most 255 bytes, at most :data:`~appc.aci.read.MAX_DEPTH`
   levels (symlink targets at most :data:`~appc.aci.read.MAX_NAME_BYTES` bytes);
 * owners must be valid Linux IDs (0 to 2**32 - 2; ``-1`` means "unchanged" to
-  ``chown``), device numbers fit in 32 bits.
+  ``chown``), device numbers what Linux takes (12-bit major, 20-bit minor).
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ class EntryChecker:
             if not 0 <= number <= _MAX_ID:
                 raise self._error(f"{kind} {number} out of range for {_short(info.name)!r}")
         if info.ischr() or info.isblk():
-            for kind, number in (("major", info.devmajor), ("minor", info.devminor)):
-                if not 0 <= number < 2**32:
+            for kind, number, bits in (("major", info.devmajor, 12), ("minor", info.devminor, 20)):
+                if not 0 <= number < 2**bits:
                     raise self._error(
                         f"device {kind} {number} out of range for {_short(info.name)!r}"
                     )

@@ -123,11 +123,12 @@ def _check_entry(info: tarfile.TarInfo, where: str) -> None:
         reason = name_limit_reason(info.linkname, link=True)
         if reason is not None:
             raise ImageError(f"unsupported symlink {_short(info.name)!r} ({reason})", source=where)
-    numbers = [("uid", info.uid), ("gid", info.gid)]
-    if info.ischr() or info.isblk():
-        numbers += [("device major", info.devmajor), ("device minor", info.devminor)]
-    for kind, number in numbers:
-        if not 0 <= number <= (_MAX_ID if kind in ("uid", "gid") else 2**32 - 1):
+    numbers = [("uid", info.uid, _MAX_ID), ("gid", info.gid, _MAX_ID)]
+    if info.ischr() or info.isblk():  # what Linux takes: a 12-bit major, a 20-bit minor
+        numbers += [("device major", info.devmajor, 2**12 - 1)]
+        numbers += [("device minor", info.devminor, 2**20 - 1)]
+    for kind, number, highest in numbers:
+        if not 0 <= number <= highest:
             raise ImageError(
                 f"{kind} {number} out of range for {_short(info.name)!r}", source=where
             )
