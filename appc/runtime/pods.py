@@ -22,13 +22,12 @@ import datetime
 import enum
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 
-from appc._fs import makedirs
+from appc._fs import makedirs, rmtree
 from appc.errors import PodError
 from appc.store.locks import FileLock
 from appc.types.uuid import UUID, new_uuid
@@ -171,9 +170,10 @@ class Pod:
     def delete(self) -> None:
         """Remove the pod directory (its lock must be held, or the pod must be unlocked garbage).
 
-        Never follows symlinks out of the pod, and tolerates missing files.
+        Never follows symlinks out of the pod, and tolerates missing files and trees of
+        any depth (an app may leave thousands of nested directories in its overlay).
         """
-        shutil.rmtree(self.path, ignore_errors=True)
+        rmtree(self.path, ignore_errors=True)
         if os.path.lexists(self.path):
             raise PodError(f"pod {self.uuid}: could not remove {self.path}")
         self.release()

@@ -53,7 +53,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -62,7 +61,7 @@ from typing import IO, Any
 
 import attrs
 
-from appc._fs import makedirs
+from appc._fs import makedirs, rmtree
 from appc.aci.read import MAX_MANIFEST_SIZE, ImageReader
 from appc.aci.validate import EntryChecker
 from appc.errors import ImageError, StoreError, ValidationError
@@ -264,7 +263,7 @@ _WORK_SUFFIX = ".work"
 
 def _remove_tree(path: str) -> None:
     """Remove a work directory, never following a symlink out of it (errors ignored)."""
-    shutil.rmtree(path, ignore_errors=True)
+    rmtree(path, ignore_errors=True)
 
 
 class ImageStore:

@@ -45,7 +45,6 @@ import contextlib
 import hashlib
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -54,6 +53,7 @@ from typing import IO, cast
 
 import attrs
 
+from appc._fs import rmtree
 from appc.aci.extract import ExtractOptions, TreeWriter, extract_image
 from appc.aci.read import ImageReader, clean_name, rootfs_relative
 from appc.aci.validate import EntryChecker
@@ -374,7 +374,7 @@ def render_rootfs(
 def _rmtree(path: str) -> None:
     """Remove a tree whatever its modes (a rendered rootfs may have read-only directories).
 
-    Symlinks are removed, never followed (``shutil.rmtree`` works on descriptors).
+    Symlinks are removed, never followed, at any depth (:func:`appc._fs.rmtree`).
     """
     if not os.path.lexists(path):
         return
@@ -382,7 +382,7 @@ def _rmtree(path: str) -> None:
         os.unlink(path)
         return
     try:
-        shutil.rmtree(path)
+        rmtree(path)
     except OSError:
         # Not root: make every directory writable and searchable, then try again.
         os.chmod(path, 0o700)
@@ -392,7 +392,7 @@ def _rmtree(path: str) -> None:
                 if not os.path.islink(child):
                     with contextlib.suppress(OSError):
                         os.chmod(child, 0o700)
-        shutil.rmtree(path)
+        rmtree(path)
 
 
 def _prepare_target(target: str, overwrite: bool) -> tuple[str, bool]:
