@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import pytest
 from appc_tools.actool import main as actool_main
 
+from appc._fs import rmtree
 from appc.aci._compress import MAX_SIZE_ENV
 from appc.aci.extract import ExtractOptions, extract_image
 from appc.aci.patch import ManifestPatch, patch_image
@@ -527,3 +528,20 @@ def test_corpus_is_deterministic() -> None:
     first = digests()
     assert digests() == first
     assert len(first) == len(ACI_IDS) + len(LAYER_IDS)
+
+
+def test_deep_trees_are_removed_without_following_links(tmp_path: pathlib.Path, corpus: Corpus) -> None:
+    """What a pod's app or a partial render leaves can be any depth (rkt gc, tree wipes)."""
+    before = snapshot(corpus.outside)
+    root = tmp_path / "tree"
+    path = root
+    for level in range(1500):
+        path = path / "d"
+        if level % 300 == 0:
+            path.mkdir(parents=True)
+            (path / "out").symlink_to(corpus.outside)
+            (path / "f").write_text("x")
+    path.mkdir(parents=True)
+    rmtree(root)
+    assert not root.exists()
+    assert snapshot(corpus.outside) == before
