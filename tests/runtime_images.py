@@ -429,9 +429,18 @@ def _cgroups_of(uuids: set[str]) -> list[str]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """True while *pid* runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _wait_gone(pids: Sequence[int], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.02)
 
 
