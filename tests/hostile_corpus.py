@@ -214,27 +214,54 @@ def _truncation_items() -> Iterator[Item]:
     padding, as a plain tar and gzip-compressed; and gzip streams cut inside themselves."""
     entries = good_entries()
     tar = tar_bytes(entries)
-    anything = refuse(r"truncated|corrupt|no image manifest found|no rootfs found|unknown image filetype")
+    anything = refuse(
+        r"truncated|corrupt|no image manifest found|no rootfs found|unknown image filetype"
+    )
     for label, length in truncations(entries):
-        yield Item(f"truncated-tar:{label}", f"a tar cut after {length} bytes",
-                   lambda n=length: tar[:n], anything)
-        yield Item(f"truncated-tar-gzip:{label}", f"a complete gzip of a tar cut after {length} bytes",
-                   lambda n=length: compress(tar[:n], "gzip"), anything)
+        yield Item(
+            f"truncated-tar:{label}",
+            f"a tar cut after {length} bytes",
+            lambda n=length: tar[:n],
+            anything,
+        )
+        yield Item(
+            f"truncated-tar-gzip:{label}",
+            f"a complete gzip of a tar cut after {length} bytes",
+            lambda n=length: compress(tar[:n], "gzip"),
+            anything,
+        )
     one = compress(tar, "gzip")
-    for where, cut in (("header", 5), ("after-header", 10), ("deflate-start", 11),
-                       ("deflate-middle", len(one) // 2), ("before-trailer", len(one) - 8),
-                       ("inside-trailer", len(one) - 4), ("last-byte", len(one) - 1)):
-        yield Item(f"truncated-gzip:{where}", f"a gzip stream cut after {cut} bytes",
-                   lambda n=cut: one[:n], anything)
+    for where, cut in (
+        ("header", 5),
+        ("after-header", 10),
+        ("deflate-start", 11),
+        ("deflate-middle", len(one) // 2),
+        ("before-trailer", len(one) - 8),
+        ("inside-trailer", len(one) - 4),
+        ("last-byte", len(one) - 1),
+    ):
+        yield Item(
+            f"truncated-gzip:{where}",
+            f"a gzip stream cut after {cut} bytes",
+            lambda n=cut: one[:n],
+            anything,
+        )
     members = compress(tar, "gzip", members=3)
     boundary = len(compress(tar[: -(-len(tar) // 3)], "gzip"))
-    yield Item("truncated-gzip:member-boundary",
-               "a gzip of three members cut after the first: a valid gzip of a cut tar",
-               lambda: members[:boundary], anything)
+    yield Item(
+        "truncated-gzip:member-boundary",
+        "a gzip of three members cut after the first: a valid gzip of a cut tar",
+        lambda: members[:boundary],
+        anything,
+    )
     for kind in ("bzip2", "xz", "zstd"):
         data = compress(tar, kind)
-        yield Item(f"truncated-{kind}:middle", f"a {kind} stream cut in the middle",
-                   lambda d=data: d[: len(d) // 2], anything)
+        yield Item(
+            f"truncated-{kind}:middle",
+            f"a {kind} stream cut in the middle",
+            lambda d=data: d[: len(d) // 2],
+            anything,
+        )
 
 
 def aci_items(outside: str, *, bomb_size: int = BOMB_SIZE, limit: int = LIMIT) -> list[Item]:
@@ -247,154 +274,383 @@ def aci_items(outside: str, *, bomb_size: int = BOMB_SIZE, limit: int = LIMIT) -
     duplicate = refuse(r"duplicate file entry in archive")
     items = [
         # --- names that leave the root
-        Item("dotdot-file", "rootfs/../../bait: a file two levels above the layout",
-             _gz(_good(regular("rootfs/../../bait", b"pwned"))), unsafe_dotdot),
-        Item("dotdot-inner", "rootfs/a/../../../bait, climbing after a real directory",
-             _gz(_good(directory("rootfs/a"), regular("rootfs/a/../../../bait", b"pwned"))),
-             unsafe_dotdot),
+        Item(
+            "dotdot-file",
+            "rootfs/../../bait: a file two levels above the layout",
+            _gz(_good(regular("rootfs/../../bait", b"pwned"))),
+            unsafe_dotdot,
+        ),
+        Item(
+            "dotdot-inner",
+            "rootfs/a/../../../bait, climbing after a real directory",
+            _gz(_good(directory("rootfs/a"), regular("rootfs/a/../../../bait", b"pwned"))),
+            unsafe_dotdot,
+        ),
         Item("dotdot-dir", "a directory ../evil", _gz(_good(directory("../evil"))), unsafe_dotdot),
-        Item("dotdot-gnu-long", "a GNU long name that climbs out",
-             _gz(_good(Gnu("rootfs/" + "x" * 120 + "/../../../bait", data=b"pwned"))), unsafe_dotdot),
-        Item("dotdot-pax", "a PAX path record that climbs out (the USTAR name is harmless)",
-             _gz(_good(Pax("rootfs/harmless", data=b"pwned", pax={"path": "rootfs/../../bait"}))),
-             unsafe_dotdot),
-        Item("absolute-file", "a file named with the absolute path of the watched directory",
-             _gz(_good(regular(f"{outside}/pwned", b"pwned"))), unsafe_absolute),
-        Item("absolute-dir", "a directory named /rootfs",
-             _gz([directory("/rootfs"), *good_entries()[1:]]), unsafe_absolute),
+        Item(
+            "dotdot-gnu-long",
+            "a GNU long name that climbs out",
+            _gz(_good(Gnu("rootfs/" + "x" * 120 + "/../../../bait", data=b"pwned"))),
+            unsafe_dotdot,
+        ),
+        Item(
+            "dotdot-pax",
+            "a PAX path record that climbs out (the USTAR name is harmless)",
+            _gz(_good(Pax("rootfs/harmless", data=b"pwned", pax={"path": "rootfs/../../bait"}))),
+            unsafe_dotdot,
+        ),
+        Item(
+            "absolute-file",
+            "a file named with the absolute path of the watched directory",
+            _gz(_good(regular(f"{outside}/pwned", b"pwned"))),
+            unsafe_absolute,
+        ),
+        Item(
+            "absolute-dir",
+            "a directory named /rootfs",
+            _gz([directory("/rootfs"), *good_entries()[1:]]),
+            unsafe_absolute,
+        ),
         # --- writing through a symlink
-        Item("symlink-then-file", "rootfs/link -> OUTSIDE, then rootfs/link/pwned",
-             _gz(_good(symlink("rootfs/link", outside), regular("rootfs/link/pwned", b"pwned"))),
-             under_non_dir),
-        Item("symlink-then-deep-file", "rootfs/link -> OUTSIDE, then rootfs/link/a/b/pwned",
-             _gz(_good(symlink("rootfs/link", outside), regular("rootfs/link/a/b/pwned", b"pwned"))),
-             under_non_dir),
-        Item("symlink-then-dir", "rootfs/link -> OUTSIDE, then the directory rootfs/link/d",
-             _gz(_good(symlink("rootfs/link", outside), directory("rootfs/link/d"))), under_non_dir),
-        Item("symlink-up-then-file", "rootfs/up -> ../.. (the target's parent), then rootfs/up/bait",
-             _gz(_good(symlink("rootfs/up", "../.."), regular("rootfs/up/bait", b"pwned"))),
-             under_non_dir),
-        Item("symlink-then-hardlink", "rootfs/link -> OUTSIDE, then a hard link rootfs/link/h",
-             _gz(_good(symlink("rootfs/link", outside), hardlink("rootfs/link/h", "rootfs/etc/hosts"))),
-             under_non_dir),
-        Item("symlink-then-symlink", "rootfs/link -> OUTSIDE, then a symlink rootfs/link/s",
-             _gz(_good(symlink("rootfs/link", outside), symlink("rootfs/link/s", "/etc/passwd"))),
-             under_non_dir),
-        Item("file-then-file-under", "a file rootfs/bin/hello then rootfs/bin/hello/x",
-             _gz(_good(regular("rootfs/bin/hello/x", b"x"))), under_non_dir),
-        Item("file-under-then-symlink", "rootfs/late/pwned, then rootfs/late -> OUTSIDE",
-             _gz(_good(regular("rootfs/late/pwned", b"x"), symlink("rootfs/late", outside))),
-             refuse(r"is not a directory, but .* came before it")),
-        Item("symlink-rootfs", "rootfs itself a symlink to OUTSIDE",
-             _gz([symlink("rootfs", outside), regular("rootfs/pwned", b"x"), manifest_entry()]),
-             refuse(r"rootfs is not a directory")),
-        Item("symlink-manifest", "manifest a symlink to a file OUTSIDE",
-             _gz([directory("rootfs"), symlink("manifest", f"{outside}/manifest")]),
-             refuse(r"manifest is not a regular file")),
+        Item(
+            "symlink-then-file",
+            "rootfs/link -> OUTSIDE, then rootfs/link/pwned",
+            _gz(_good(symlink("rootfs/link", outside), regular("rootfs/link/pwned", b"pwned"))),
+            under_non_dir,
+        ),
+        Item(
+            "symlink-then-deep-file",
+            "rootfs/link -> OUTSIDE, then rootfs/link/a/b/pwned",
+            _gz(_good(symlink("rootfs/link", outside), regular("rootfs/link/a/b/pwned", b"pwned"))),
+            under_non_dir,
+        ),
+        Item(
+            "symlink-then-dir",
+            "rootfs/link -> OUTSIDE, then the directory rootfs/link/d",
+            _gz(_good(symlink("rootfs/link", outside), directory("rootfs/link/d"))),
+            under_non_dir,
+        ),
+        Item(
+            "symlink-up-then-file",
+            "rootfs/up -> ../.. (the target's parent), then rootfs/up/bait",
+            _gz(_good(symlink("rootfs/up", "../.."), regular("rootfs/up/bait", b"pwned"))),
+            under_non_dir,
+        ),
+        Item(
+            "symlink-then-hardlink",
+            "rootfs/link -> OUTSIDE, then a hard link rootfs/link/h",
+            _gz(
+                _good(
+                    symlink("rootfs/link", outside), hardlink("rootfs/link/h", "rootfs/etc/hosts")
+                )
+            ),
+            under_non_dir,
+        ),
+        Item(
+            "symlink-then-symlink",
+            "rootfs/link -> OUTSIDE, then a symlink rootfs/link/s",
+            _gz(_good(symlink("rootfs/link", outside), symlink("rootfs/link/s", "/etc/passwd"))),
+            under_non_dir,
+        ),
+        Item(
+            "file-then-file-under",
+            "a file rootfs/bin/hello then rootfs/bin/hello/x",
+            _gz(_good(regular("rootfs/bin/hello/x", b"x"))),
+            under_non_dir,
+        ),
+        Item(
+            "file-under-then-symlink",
+            "rootfs/late/pwned, then rootfs/late -> OUTSIDE",
+            _gz(_good(regular("rootfs/late/pwned", b"x"), symlink("rootfs/late", outside))),
+            refuse(r"is not a directory, but .* came before it"),
+        ),
+        Item(
+            "symlink-rootfs",
+            "rootfs itself a symlink to OUTSIDE",
+            _gz([symlink("rootfs", outside), regular("rootfs/pwned", b"x"), manifest_entry()]),
+            refuse(r"rootfs is not a directory"),
+        ),
+        Item(
+            "symlink-manifest",
+            "manifest a symlink to a file OUTSIDE",
+            _gz([directory("rootfs"), symlink("manifest", f"{outside}/manifest")]),
+            refuse(r"manifest is not a regular file"),
+        ),
         # --- hard links out of the root
-        Item("hardlink-absolute", "a hard link to a file in OUTSIDE",
-             _gz(_good(hardlink("rootfs/h", f"{outside}/secret"))), hard_outside),
-        Item("hardlink-dotdot", "a hard link to ../../bait (the target's parent)",
-             _gz(_good(hardlink("rootfs/h", "rootfs/../../bait"))), hard_outside),
-        Item("hardlink-etc-passwd", "a hard link to /etc/passwd",
-             _gz(_good(hardlink("rootfs/passwd", "/etc/passwd"))), hard_outside),
-        Item("hardlink-through-symlink", "rootfs/d -> OUTSIDE, then a hard link to rootfs/d/secret",
-             _gz(_good(symlink("rootfs/d", outside), hardlink("rootfs/h", "rootfs/d/secret"))),
-             refuse(r"leads through a symlink or non-directory")),
+        Item(
+            "hardlink-absolute",
+            "a hard link to a file in OUTSIDE",
+            _gz(_good(hardlink("rootfs/h", f"{outside}/secret"))),
+            hard_outside,
+        ),
+        Item(
+            "hardlink-dotdot",
+            "a hard link to ../../bait (the target's parent)",
+            _gz(_good(hardlink("rootfs/h", "rootfs/../../bait"))),
+            hard_outside,
+        ),
+        Item(
+            "hardlink-etc-passwd",
+            "a hard link to /etc/passwd",
+            _gz(_good(hardlink("rootfs/passwd", "/etc/passwd"))),
+            hard_outside,
+        ),
+        Item(
+            "hardlink-through-symlink",
+            "rootfs/d -> OUTSIDE, then a hard link to rootfs/d/secret",
+            _gz(_good(symlink("rootfs/d", outside), hardlink("rootfs/h", "rootfs/d/secret"))),
+            refuse(r"leads through a symlink or non-directory"),
+        ),
         # --- legal, but dangerous when handled carelessly
-        Item("symlinks-out", "symlinks to OUTSIDE, /etc/shadow and ../../bait (never followed)",
-             _gz(_good(symlink("rootfs/out", outside), symlink("rootfs/shadow", "/etc/shadow"),
-                       symlink("rootfs/up", "../../bait"))), ACCEPT),
-        Item("hardlink-to-symlink-out", "a hard link to a symlink that points OUTSIDE",
-             _gz(_good(symlink("rootfs/s", target), hardlink("rootfs/h", "rootfs/s"))), ACCEPT),
-        Item("devices", "a disk (block 8:0), /dev/mem (char 1:1) and a tty, mode 0666",
-             _gz(_good(directory("rootfs/dev"), _device("rootfs/dev/sda", tarfile.BLKTYPE, 8, 0),
-                       _device("rootfs/dev/mem", tarfile.CHRTYPE, 1, 1),
-                       _device("rootfs/dev/tty9", tarfile.CHRTYPE, 4, 9))), ACCEPT),
-        Item("fifo", "a fifo", _gz(_good(Entry("rootfs/fifo", tarfile.FIFOTYPE, mode=0o666))), ACCEPT),
-        Item("setuid", "setuid, setgid and sticky files owned by root",
-             _gz(_good(regular("rootfs/suid", b"#!/bin/sh\n", 0o4755),
-                       regular("rootfs/sgid", b"#!/bin/sh\n", 0o2755),
-                       Entry("rootfs/sticky", tarfile.DIRTYPE, mode=0o1777))), ACCEPT),
-        Item("gnu-long-name", "a 300-byte name and a 300-byte symlink target (GNU records)",
-             _gz(_good(Gnu(_long(300), data=b"long"), Gnu("rootfs/ls", tarfile.SYMTYPE,
-                                                            linkname="t" * 300, mode=0o777))), ACCEPT),
-        Item("pax-long-name", "a 3000-byte name in a PAX record",
-             _gz(_good(Pax(_long(3000), data=b"long"))), ACCEPT),
-        Item("deep-ok", "a file 200 directories deep", _gz(_good(Pax(_deep(200), data=b"deep"))), ACCEPT),
-        Item("non-utf8-names", "names and a link target that are not UTF-8 (PAX and USTAR)",
-             _gz(_good(Pax("rootfs/\udcff\udcfe-pax", data=b"x"), regular("rootfs/\udce9t\udce9", b"x"),
-                       symlink("rootfs/\udcfflink", "\udcfe"))), ACCEPT),
-        Item("huge-mtime", "a time stamp of 2**70 seconds (base-256)",
-             _gz(_good(Gnu("rootfs/future", data=b"x", mtime=2**70))), ACCEPT),
-        Item("negative-mtime", "a time stamp before 1970 (base-256)",
-             _gz(_good(Gnu("rootfs/past", data=b"x", mtime=-(2**40)))), ACCEPT),
-        Item("trailing-zeros", "zero blocks after the end of the archive (tape padding)",
-             lambda: compress(tar_bytes(good_entries()) + bytes(10 * BLOCK), "gzip", padding=512),
-             ACCEPT),
+        Item(
+            "symlinks-out",
+            "symlinks to OUTSIDE, /etc/shadow and ../../bait (never followed)",
+            _gz(
+                _good(
+                    symlink("rootfs/out", outside),
+                    symlink("rootfs/shadow", "/etc/shadow"),
+                    symlink("rootfs/up", "../../bait"),
+                )
+            ),
+            ACCEPT,
+        ),
+        Item(
+            "hardlink-to-symlink-out",
+            "a hard link to a symlink that points OUTSIDE",
+            _gz(_good(symlink("rootfs/s", target), hardlink("rootfs/h", "rootfs/s"))),
+            ACCEPT,
+        ),
+        Item(
+            "devices",
+            "a disk (block 8:0), /dev/mem (char 1:1) and a tty, mode 0666",
+            _gz(
+                _good(
+                    directory("rootfs/dev"),
+                    _device("rootfs/dev/sda", tarfile.BLKTYPE, 8, 0),
+                    _device("rootfs/dev/mem", tarfile.CHRTYPE, 1, 1),
+                    _device("rootfs/dev/tty9", tarfile.CHRTYPE, 4, 9),
+                )
+            ),
+            ACCEPT,
+        ),
+        Item(
+            "fifo", "a fifo", _gz(_good(Entry("rootfs/fifo", tarfile.FIFOTYPE, mode=0o666))), ACCEPT
+        ),
+        Item(
+            "setuid",
+            "setuid, setgid and sticky files owned by root",
+            _gz(
+                _good(
+                    regular("rootfs/suid", b"#!/bin/sh\n", 0o4755),
+                    regular("rootfs/sgid", b"#!/bin/sh\n", 0o2755),
+                    Entry("rootfs/sticky", tarfile.DIRTYPE, mode=0o1777),
+                )
+            ),
+            ACCEPT,
+        ),
+        Item(
+            "gnu-long-name",
+            "a 300-byte name and a 300-byte symlink target (GNU records)",
+            _gz(
+                _good(
+                    Gnu(_long(300), data=b"long"),
+                    Gnu("rootfs/ls", tarfile.SYMTYPE, linkname="t" * 300, mode=0o777),
+                )
+            ),
+            ACCEPT,
+        ),
+        Item(
+            "pax-long-name",
+            "a 3000-byte name in a PAX record",
+            _gz(_good(Pax(_long(3000), data=b"long"))),
+            ACCEPT,
+        ),
+        Item(
+            "deep-ok",
+            "a file 200 directories deep",
+            _gz(_good(Pax(_deep(200), data=b"deep"))),
+            ACCEPT,
+        ),
+        Item(
+            "non-utf8-names",
+            "names and a link target that are not UTF-8 (PAX and USTAR)",
+            _gz(
+                _good(
+                    Pax("rootfs/\udcff\udcfe-pax", data=b"x"),
+                    regular("rootfs/\udce9t\udce9", b"x"),
+                    symlink("rootfs/\udcfflink", "\udcfe"),
+                )
+            ),
+            ACCEPT,
+        ),
+        Item(
+            "huge-mtime",
+            "a time stamp of 2**70 seconds (base-256)",
+            _gz(_good(Gnu("rootfs/future", data=b"x", mtime=2**70))),
+            ACCEPT,
+        ),
+        Item(
+            "negative-mtime",
+            "a time stamp before 1970 (base-256)",
+            _gz(_good(Gnu("rootfs/past", data=b"x", mtime=-(2**40)))),
+            ACCEPT,
+        ),
+        Item(
+            "trailing-zeros",
+            "zero blocks after the end of the archive (tape padding)",
+            lambda: compress(tar_bytes(good_entries()) + bytes(10 * BLOCK), "gzip", padding=512),
+            ACCEPT,
+        ),
         # --- names beyond what a file system takes
-        Item("name-component-too-long", "a name component of 300 bytes",
-             _gz(_good(Gnu("rootfs/" + "c" * 300, data=b"x"))),
-             refuse(r"file name component longer than 255 bytes")),
-        Item("name-too-long", "a name of 5000 bytes",
-             _gz(_good(Pax(_long(5000), data=b"x"))), refuse(r"file path longer than 4095 bytes")),
-        Item("too-deep", "a file 2000 directories deep",
-             _gz(_good(Pax(_deep(2000), data=b"x"))), refuse(r"file path deeper than \d+ directories")),
-        Item("symlink-target-too-long", "a symlink target of 5000 bytes",
-             _gz(_good(Gnu("rootfs/s", tarfile.SYMTYPE, linkname="t" * 5000, mode=0o777))),
-             refuse(r"link target longer than 4095 bytes")),
-        Item("huge-uid", "a uid of 2**40 (base-256)",
-             _gz(_good(Gnu("rootfs/uid", data=b"x", uid=2**40))), refuse(r"uid 1099511627776 out of range")),
-        Item("huge-device", "a device 1:2**31 (os.makedev overflowed)",
-             _gz(_good(Gnu("rootfs/dev0", tarfile.CHRTYPE, devmajor=1, devminor=2**31))),
-             refuse(r"device minor 2147483648 out of range")),
-        Item("device-beyond-linux", "a device 4096:0 (Linux majors have 12 bits)",
-             _gz(_good(Entry("rootfs/dev1", tarfile.BLKTYPE, devmajor=4096))),
-             refuse(r"device major 4096 out of range")),
-        Item("negative-gid", "a gid of -2 (base-256)",
-             _gz(_good(Gnu("rootfs/gid", data=b"x", gid=-2))), refuse(r"gid -2 out of range")),
+        Item(
+            "name-component-too-long",
+            "a name component of 300 bytes",
+            _gz(_good(Gnu("rootfs/" + "c" * 300, data=b"x"))),
+            refuse(r"file name component longer than 255 bytes"),
+        ),
+        Item(
+            "name-too-long",
+            "a name of 5000 bytes",
+            _gz(_good(Pax(_long(5000), data=b"x"))),
+            refuse(r"file path longer than 4095 bytes"),
+        ),
+        Item(
+            "too-deep",
+            "a file 2000 directories deep",
+            _gz(_good(Pax(_deep(2000), data=b"x"))),
+            refuse(r"file path deeper than \d+ directories"),
+        ),
+        Item(
+            "symlink-target-too-long",
+            "a symlink target of 5000 bytes",
+            _gz(_good(Gnu("rootfs/s", tarfile.SYMTYPE, linkname="t" * 5000, mode=0o777))),
+            refuse(r"link target longer than 4095 bytes"),
+        ),
+        Item(
+            "huge-uid",
+            "a uid of 2**40 (base-256)",
+            _gz(_good(Gnu("rootfs/uid", data=b"x", uid=2**40))),
+            refuse(r"uid 1099511627776 out of range"),
+        ),
+        Item(
+            "huge-device",
+            "a device 1:2**31 (os.makedev overflowed)",
+            _gz(_good(Gnu("rootfs/dev0", tarfile.CHRTYPE, devmajor=1, devminor=2**31))),
+            refuse(r"device minor 2147483648 out of range"),
+        ),
+        Item(
+            "device-beyond-linux",
+            "a device 4096:0 (Linux majors have 12 bits)",
+            _gz(_good(Entry("rootfs/dev1", tarfile.BLKTYPE, devmajor=4096))),
+            refuse(r"device major 4096 out of range"),
+        ),
+        Item(
+            "negative-gid",
+            "a gid of -2 (base-256)",
+            _gz(_good(Gnu("rootfs/gid", data=b"x", gid=-2))),
+            refuse(r"gid -2 out of range"),
+        ),
         # --- duplicates
-        Item("duplicate-file", "the same file twice", _gz(_good(regular("rootfs/empty", b"second"))),
-             duplicate),
-        Item("duplicate-dotslash", "rootfs/empty and ./rootfs/empty",
-             _gz(_good(regular("./rootfs/empty", b"second"))), duplicate),
-        Item("duplicate-file-dir", "a file, then a directory of the same name",
-             _gz(_good(directory("rootfs/empty"))), duplicate),
-        Item("duplicate-manifest", "two manifests", _gz([*good_entries(), manifest_entry()]),
-             duplicate),
-        Item("duplicate-gnu-long", "a long name written twice (GNU records)",
-             _gz(_good(Gnu(_long(300), data=b"1"), Gnu(_long(300), data=b"2"))), duplicate),
+        Item(
+            "duplicate-file",
+            "the same file twice",
+            _gz(_good(regular("rootfs/empty", b"second"))),
+            duplicate,
+        ),
+        Item(
+            "duplicate-dotslash",
+            "rootfs/empty and ./rootfs/empty",
+            _gz(_good(regular("./rootfs/empty", b"second"))),
+            duplicate,
+        ),
+        Item(
+            "duplicate-file-dir",
+            "a file, then a directory of the same name",
+            _gz(_good(directory("rootfs/empty"))),
+            duplicate,
+        ),
+        Item(
+            "duplicate-manifest",
+            "two manifests",
+            _gz([*good_entries(), manifest_entry()]),
+            duplicate,
+        ),
+        Item(
+            "duplicate-gnu-long",
+            "a long name written twice (GNU records)",
+            _gz(_good(Gnu(_long(300), data=b"1"), Gnu(_long(300), data=b"2"))),
+            duplicate,
+        ),
         # --- sizes
-        Item("manifest-100MB", "a manifest of 100 MB (valid JSON, gzip: 100 KB)",
-             big_manifest, refuse(r"'manifest' is too large \(104857600 bytes")),
-        *(Item(f"bomb-{kind}", f"{kind}: a few KiB expanding to {bomb_size} bytes",
-               lambda k=kind: bomb(bomb_size, k),
-               refuse(f"uncompressed image larger than the limit of {limit} bytes"), max_size=limit)
-          for kind in ("gzip", "bzip2", "zstd")),
-        Item("tar-too-big", "a plain tar larger than the limit", _plain(_good(regular("rootfs/big", bytes(4096)))),
-             refuse("image larger than the limit of 4096 bytes"), max_size=4096),
+        Item(
+            "manifest-100MB",
+            "a manifest of 100 MB (valid JSON, gzip: 100 KB)",
+            big_manifest,
+            refuse(r"'manifest' is too large \(104857600 bytes"),
+        ),
+        *(
+            Item(
+                f"bomb-{kind}",
+                f"{kind}: a few KiB expanding to {bomb_size} bytes",
+                lambda k=kind: bomb(bomb_size, k),
+                refuse(f"uncompressed image larger than the limit of {limit} bytes"),
+                max_size=limit,
+            )
+            for kind in ("gzip", "bzip2", "zstd")
+        ),
+        Item(
+            "tar-too-big",
+            "a plain tar larger than the limit",
+            _plain(_good(regular("rootfs/big", bytes(4096)))),
+            refuse("image larger than the limit of 4096 bytes"),
+            max_size=4096,
+        ),
         # --- garbage after the end
-        Item("garbage-after-tar", "text after the end of a plain tar",
-             lambda: tar_bytes(good_entries()) + b"#!/bin/sh\nrm -rf /\n",
-             refuse(r"data after the end of the archive")),
-        Item("garbage-after-gzip", "text after the end of the gzip stream",
-             lambda: compress(tar_bytes(good_entries()), "gzip") + b"garbage",
-             refuse(r"garbage after the end of the gzip stream")),
-        Item("garbage-in-gzip-after-tar", "text after the tar's end, inside the gzip stream",
-             lambda: compress(tar_bytes(good_entries()) + b"\x01" * 700, "gzip"),
-             refuse(r"data after the end of the archive")),
-        Item("second-archive-after-end", "a second tar after the end of the first",
-             lambda: compress(tar_bytes(good_entries()) + tar_bytes(_good(regular("rootfs/x", b"x"))),
-                              "gzip"),
-             refuse(r"data after the end of the archive")),
-        Item("zstd-garbage-after", "garbage after the last zstd frame",
-             lambda: compress(tar_bytes(good_entries()), "zstd") + b"\x01garbage",
-             refuse(r"garbage after the end of the zstd stream")),
+        Item(
+            "garbage-after-tar",
+            "text after the end of a plain tar",
+            lambda: tar_bytes(good_entries()) + b"#!/bin/sh\nrm -rf /\n",
+            refuse(r"data after the end of the archive"),
+        ),
+        Item(
+            "garbage-after-gzip",
+            "text after the end of the gzip stream",
+            lambda: compress(tar_bytes(good_entries()), "gzip") + b"garbage",
+            refuse(r"garbage after the end of the gzip stream"),
+        ),
+        Item(
+            "garbage-in-gzip-after-tar",
+            "text after the tar's end, inside the gzip stream",
+            lambda: compress(tar_bytes(good_entries()) + b"\x01" * 700, "gzip"),
+            refuse(r"data after the end of the archive"),
+        ),
+        Item(
+            "second-archive-after-end",
+            "a second tar after the end of the first",
+            lambda: compress(
+                tar_bytes(good_entries()) + tar_bytes(_good(regular("rootfs/x", b"x"))), "gzip"
+            ),
+            refuse(r"data after the end of the archive"),
+        ),
+        Item(
+            "zstd-garbage-after",
+            "garbage after the last zstd frame",
+            lambda: compress(tar_bytes(good_entries()), "zstd") + b"\x01garbage",
+            refuse(r"garbage after the end of the zstd stream"),
+        ),
         # --- entry types and headers
-        Item("sparse", "a GNU sparse file", _gz(_good(Entry("rootfs/sparse", tarfile.GNUTYPE_SPARSE))),
-             refuse(r"unsupported entry type")),
-        Item("bad-checksum", "a header whose checksum is wrong",
-             _bad_checksum, refuse(r"corrupt tar archive|truncated")),
+        Item(
+            "sparse",
+            "a GNU sparse file",
+            _gz(_good(Entry("rootfs/sparse", tarfile.GNUTYPE_SPARSE))),
+            refuse(r"unsupported entry type"),
+        ),
+        Item(
+            "bad-checksum",
+            "a header whose checksum is wrong",
+            _bad_checksum,
+            refuse(r"corrupt tar archive|truncated"),
+        ),
     ]
     items.extend(_truncation_items())
     return items
@@ -420,8 +676,12 @@ def layer_items(outside: str, *, bomb_size: int = BOMB_SIZE, limit: int = LIMIT)
     image archive rules refuse duplicates and files under a symlink, and a name that is
     not UTF-8 cannot be listed in a path whitelist.
     """
-    base = [directory("bin"), regular("bin/sh", b"#!/bin/sh\n", 0o755), directory("etc"),
-            regular("etc/hosts", b"127.0.0.1 localhost\n")]
+    base = [
+        directory("bin"),
+        regular("bin/sh", b"#!/bin/sh\n", 0o755),
+        directory("etc"),
+        regular("etc/hosts", b"127.0.0.1 localhost\n"),
+    ]
 
     def layer(*extra: Entry) -> Callable[[], bytes]:
         return lambda: tar_bytes([*base, *extra])
@@ -430,65 +690,156 @@ def layer_items(outside: str, *, bomb_size: int = BOMB_SIZE, limit: int = LIMIT)
     under_non_dir = refuse(r"lies under .*, which is not a directory")
     items = [
         Item("layer-dotdot", "../../bait", layer(regular("../../bait", b"pwned")), climbs),
-        Item("layer-dotdot-inner", "etc/../../bait", layer(regular("etc/../../bait", b"pwned")), climbs),
-        Item("layer-dotdot-pax", "a PAX path record ../../bait",
-             layer(Pax("harmless", data=b"pwned", pax={"path": "../../bait"})), climbs),
-        Item("layer-absolute", "absolute names (relative to the root in a layer)",
-             layer(regular("/etc/absolute", b"x"), regular(f"{outside}/pwned", b"x")), ACCEPT),
-        Item("layer-symlink-then-file", "link -> OUTSIDE, then link/pwned (link becomes a directory)",
-             layer(symlink("link", outside), regular("link/pwned", b"pwned")), ACCEPT,
-             nosquash=under_non_dir),
-        Item("layer-symlink-up-then-file", "up -> ../.., then up/bait",
-             layer(symlink("up", "../.."), regular("up/bait", b"pwned")), ACCEPT,
-             nosquash=under_non_dir),
-        Item("layer-hardlink-dotdot", "a hard link to ../../bait",
-             layer(hardlink("h", "../../bait")), climbs),
-        Item("layer-hardlink-absolute", "a hard link to a file in OUTSIDE (not in the layers)",
-             layer(hardlink("h", f"{outside}/secret")), refuse(r"hard link 'h' to missing file")),
-        Item("layer-hardlink-through-symlink", "d -> /etc, then a hard link to d/passwd",
-             layer(symlink("d", "/etc"), hardlink("h", "d/passwd")), refuse(r"to missing file")),
-        Item("layer-devices", "a disk, /dev/mem and a fifo",
-             layer(_device("sda", tarfile.BLKTYPE, 8, 0), _device("mem", tarfile.CHRTYPE, 1, 1),
-                   Entry("fifo", tarfile.FIFOTYPE, mode=0o666)), ACCEPT),
+        Item(
+            "layer-dotdot-inner",
+            "etc/../../bait",
+            layer(regular("etc/../../bait", b"pwned")),
+            climbs,
+        ),
+        Item(
+            "layer-dotdot-pax",
+            "a PAX path record ../../bait",
+            layer(Pax("harmless", data=b"pwned", pax={"path": "../../bait"})),
+            climbs,
+        ),
+        Item(
+            "layer-absolute",
+            "absolute names (relative to the root in a layer)",
+            layer(regular("/etc/absolute", b"x"), regular(f"{outside}/pwned", b"x")),
+            ACCEPT,
+        ),
+        Item(
+            "layer-symlink-then-file",
+            "link -> OUTSIDE, then link/pwned (link becomes a directory)",
+            layer(symlink("link", outside), regular("link/pwned", b"pwned")),
+            ACCEPT,
+            nosquash=under_non_dir,
+        ),
+        Item(
+            "layer-symlink-up-then-file",
+            "up -> ../.., then up/bait",
+            layer(symlink("up", "../.."), regular("up/bait", b"pwned")),
+            ACCEPT,
+            nosquash=under_non_dir,
+        ),
+        Item(
+            "layer-hardlink-dotdot",
+            "a hard link to ../../bait",
+            layer(hardlink("h", "../../bait")),
+            climbs,
+        ),
+        Item(
+            "layer-hardlink-absolute",
+            "a hard link to a file in OUTSIDE (not in the layers)",
+            layer(hardlink("h", f"{outside}/secret")),
+            refuse(r"hard link 'h' to missing file"),
+        ),
+        Item(
+            "layer-hardlink-through-symlink",
+            "d -> /etc, then a hard link to d/passwd",
+            layer(symlink("d", "/etc"), hardlink("h", "d/passwd")),
+            refuse(r"to missing file"),
+        ),
+        Item(
+            "layer-devices",
+            "a disk, /dev/mem and a fifo",
+            layer(
+                _device("sda", tarfile.BLKTYPE, 8, 0),
+                _device("mem", tarfile.CHRTYPE, 1, 1),
+                Entry("fifo", tarfile.FIFOTYPE, mode=0o666),
+            ),
+            ACCEPT,
+        ),
         Item("layer-setuid", "a setuid root file", layer(regular("bin/su", b"x", 0o4755)), ACCEPT),
-        Item("layer-long-names", "a 300-byte GNU name and a 3000-byte PAX name",
-             layer(Gnu(_long(300, ""), data=b"x"), Pax(_long(3000, ""), data=b"x")), ACCEPT),
-        Item("layer-non-utf8", "names that are not UTF-8",
-             layer(Pax("\udcff\udcfe", data=b"x"), regular("\udce9t\udce9", b"x")), ACCEPT,
-             nosquash=refuse(r"is not UTF-8: a path whitelist cannot list it")),
-        Item("layer-duplicates", "the same file twice (the later one wins)",
-             layer(regular("etc/hosts", b"second\n")), ACCEPT,
-             nosquash=refuse(r"duplicate file entry in layer: 'etc/hosts'")),
-        Item("layer-name-too-long", "a name of 5000 bytes",
-             layer(Pax(_long(5000, ""), data=b"x")), refuse(r"file path longer than 4095 bytes")),
-        Item("layer-too-deep", "a file 2000 directories deep",
-             layer(Pax(_deep(2000, ""), data=b"x")), refuse(r"file path deeper than \d+ directories")),
-        Item("layer-component-too-long", "a name component of 300 bytes",
-             layer(Gnu("c" * 300, data=b"x")), refuse(r"file name component longer than 255 bytes")),
-        Item("layer-huge-uid", "a uid of 2**40", layer(Gnu("uid", data=b"x", uid=2**40)),
-             refuse(r"uid 1099511627776 out of range")),
-        Item("layer-huge-device", "a device 1:2**40", layer(Gnu("dev0", tarfile.BLKTYPE, devmajor=1,
-                                                               devminor=2**40)),
-             refuse(r"device minor 1099511627776 out of range")),
-        Item("layer-bomb", f"gzip expanding to {bomb_size} bytes", lambda: bomb(bomb_size, layer=True),
-             refuse(f"uncompressed image larger than the limit of {limit} bytes"), max_size=limit),
-        Item("layer-garbage-after", "text after the end of the layer tar",
-             lambda: tar_bytes(base) + b"garbage", refuse(r"data after the end of the archive")),
-        Item("layer-sparse", "a GNU sparse file", layer(Entry("sparse", tarfile.GNUTYPE_SPARSE)),
-             refuse(r"unsupported entry type")),
+        Item(
+            "layer-long-names",
+            "a 300-byte GNU name and a 3000-byte PAX name",
+            layer(Gnu(_long(300, ""), data=b"x"), Pax(_long(3000, ""), data=b"x")),
+            ACCEPT,
+        ),
+        Item(
+            "layer-non-utf8",
+            "names that are not UTF-8",
+            layer(Pax("\udcff\udcfe", data=b"x"), regular("\udce9t\udce9", b"x")),
+            ACCEPT,
+            nosquash=refuse(r"is not UTF-8: a path whitelist cannot list it"),
+        ),
+        Item(
+            "layer-duplicates",
+            "the same file twice (the later one wins)",
+            layer(regular("etc/hosts", b"second\n")),
+            ACCEPT,
+            nosquash=refuse(r"duplicate file entry in layer: 'etc/hosts'"),
+        ),
+        Item(
+            "layer-name-too-long",
+            "a name of 5000 bytes",
+            layer(Pax(_long(5000, ""), data=b"x")),
+            refuse(r"file path longer than 4095 bytes"),
+        ),
+        Item(
+            "layer-too-deep",
+            "a file 2000 directories deep",
+            layer(Pax(_deep(2000, ""), data=b"x")),
+            refuse(r"file path deeper than \d+ directories"),
+        ),
+        Item(
+            "layer-component-too-long",
+            "a name component of 300 bytes",
+            layer(Gnu("c" * 300, data=b"x")),
+            refuse(r"file name component longer than 255 bytes"),
+        ),
+        Item(
+            "layer-huge-uid",
+            "a uid of 2**40",
+            layer(Gnu("uid", data=b"x", uid=2**40)),
+            refuse(r"uid 1099511627776 out of range"),
+        ),
+        Item(
+            "layer-huge-device",
+            "a device 1:2**40",
+            layer(Gnu("dev0", tarfile.BLKTYPE, devmajor=1, devminor=2**40)),
+            refuse(r"device minor 1099511627776 out of range"),
+        ),
+        Item(
+            "layer-bomb",
+            f"gzip expanding to {bomb_size} bytes",
+            lambda: bomb(bomb_size, layer=True),
+            refuse(f"uncompressed image larger than the limit of {limit} bytes"),
+            max_size=limit,
+        ),
+        Item(
+            "layer-garbage-after",
+            "text after the end of the layer tar",
+            lambda: tar_bytes(base) + b"garbage",
+            refuse(r"data after the end of the archive"),
+        ),
+        Item(
+            "layer-sparse",
+            "a GNU sparse file",
+            layer(Entry("sparse", tarfile.GNUTYPE_SPARSE)),
+            refuse(r"unsupported entry type"),
+        ),
     ]
     anything = refuse(r"truncated|corrupt")
     full = tar_bytes(base)
     for label, length in truncations(base):
         # Cut between two entries, a layer is a shorter valid tar (as for Go's reader).
         verdict = ACCEPT if label.endswith(":header@start") else anything
-        items.append(Item(f"layer-truncated:{label}", f"the layer cut after {length} bytes",
-                          lambda n=length: full[:n], verdict))
+        items.append(
+            Item(
+                f"layer-truncated:{label}",
+                f"the layer cut after {length} bytes",
+                lambda n=length: full[:n],
+                verdict,
+            )
+        )
     return items
 
 
-def write_layout(layer: bytes, directory: os.PathLike[str] | str, *,
-                 compression: di.Compression = "gzip") -> pathlib.Path:
+def write_layout(
+    layer: bytes, directory: os.PathLike[str] | str, *, compression: di.Compression = "gzip"
+) -> pathlib.Path:
     """An OCI layout at *directory* holding one image (``v1``) whose only layer is *layer*.
 
     *layer* is an uncompressed tar (compressed here as asked), or an already compressed

@@ -116,15 +116,22 @@ def test_keep_filter(tmp_path: pathlib.Path) -> None:
     # Directories are always kept; only files, links and the like are asked about.
     assert asked == ["bin/hello", "etc/hosts", "etc/hosts.link", "etc/motd", "empty"]
     assert tree(target) == {
-        "bin": "dir", "etc": "dir", "etc/hosts": "127.0.0.1 localhost\n" * 40,
-        "etc/hosts.link": "127.0.0.1 localhost\n" * 40, "etc/motd": "-> hosts",
+        "bin": "dir",
+        "etc": "dir",
+        "etc/hosts": "127.0.0.1 localhost\n" * 40,
+        "etc/hosts.link": "127.0.0.1 localhost\n" * 40,
+        "etc/motd": "-> hosts",
     }
 
 
 def test_directory_modes_are_applied_last(tmp_path: pathlib.Path) -> None:
-    entries = [fx.directory("rootfs"), fx.directory("rootfs/ro", 0o555),
-               fx.directory("rootfs/ro/deeper", 0o500), fx.regular("rootfs/ro/deeper/f", b"x"),
-               fx.manifest_entry()]
+    entries = [
+        fx.directory("rootfs"),
+        fx.directory("rootfs/ro", 0o555),
+        fx.directory("rootfs/ro/deeper", 0o500),
+        fx.regular("rootfs/ro/deeper/f", b"x"),
+        fx.manifest_entry(),
+    ]
     target = tmp_path / "out"
     extract_image(write(tmp_path, fx.tar_bytes(entries)), target)
     assert stat.S_IMODE(os.stat(target / "rootfs/ro").st_mode) == 0o555
@@ -189,8 +196,12 @@ def test_file_through_a_symlink_is_refused(tmp_path: pathlib.Path, absolute: boo
     outside = tmp_path / "outside"
     outside.mkdir()
     link_target = str(outside) if absolute else "../../outside"
-    entries = [fx.directory("rootfs"), fx.symlink("rootfs/link", link_target),
-               fx.regular("rootfs/link/file", b"payload"), fx.manifest_entry()]
+    entries = [
+        fx.directory("rootfs"),
+        fx.symlink("rootfs/link", link_target),
+        fx.regular("rootfs/link/file", b"payload"),
+        fx.manifest_entry(),
+    ]
     target = tmp_path / "out"
     image = write(tmp_path, fx.tar_bytes(entries))
     with pytest.raises(ImageError) as info:
@@ -211,11 +222,17 @@ def test_hard_link_through_a_symlink(tmp_path: pathlib.Path, absolute: bool) -> 
     secret = outside / "passwd"
     secret.write_text("secret")
     link_target = str(outside) if absolute else "../../outside"
-    entries = [fx.directory("rootfs"), fx.symlink("rootfs/d", link_target),
-               fx.hardlink("rootfs/h", "rootfs/d/passwd"), fx.manifest_entry()]
+    entries = [
+        fx.directory("rootfs"),
+        fx.symlink("rootfs/d", link_target),
+        fx.hardlink("rootfs/h", "rootfs/d/passwd"),
+        fx.manifest_entry(),
+    ]
     image = write(tmp_path, fx.tar_bytes(entries))
-    expected = (f"{image}: hard link 'rootfs/h' to 'rootfs/d/passwd' leads through a symlink "
-                "or non-directory")
+    expected = (
+        f"{image}: hard link 'rootfs/h' to 'rootfs/d/passwd' leads through a symlink "
+        "or non-directory"
+    )
     with pytest.raises(ImageError) as info:
         extract_image(image, tmp_path / "out")
     assert str(info.value) == expected
@@ -235,8 +252,12 @@ def test_hard_link_through_a_symlink(tmp_path: pathlib.Path, absolute: bool) -> 
 def test_hard_link_to_a_symlink_links_the_symlink(tmp_path: pathlib.Path) -> None:
     outside = tmp_path / "outside"
     outside.write_text("secret")
-    entries = [fx.directory("rootfs"), fx.symlink("rootfs/s", str(outside)),
-               fx.hardlink("rootfs/h", "rootfs/s"), fx.manifest_entry()]
+    entries = [
+        fx.directory("rootfs"),
+        fx.symlink("rootfs/s", str(outside)),
+        fx.hardlink("rootfs/h", "rootfs/s"),
+        fx.manifest_entry(),
+    ]
     extract_image(write(tmp_path, fx.tar_bytes(entries)), tmp_path / "out")
     assert os.stat(outside).st_nlink == 1
     assert os.readlink(tmp_path / "out/rootfs/h") == str(outside)
@@ -244,8 +265,10 @@ def test_hard_link_to_a_symlink_links_the_symlink(tmp_path: pathlib.Path) -> Non
 
 @pytest.mark.parametrize(
     ("target", "message"),
-    [("rootfs/nowhere", "to missing or directory target 'rootfs/nowhere'"),
-     ("rootfs/etc", "to missing or directory target 'rootfs/etc'")],
+    [
+        ("rootfs/nowhere", "to missing or directory target 'rootfs/nowhere'"),
+        ("rootfs/etc", "to missing or directory target 'rootfs/etc'"),
+    ],
 )
 def test_hard_link_to_nothing_usable(tmp_path: pathlib.Path, target: str, message: str) -> None:
     # Validation lets a link to a file it never sees pass (it may be in a dependency);
@@ -297,9 +320,20 @@ def test_existing_directory_in_the_way_of_a_file(tmp_path: pathlib.Path) -> None
 
 @pytest.mark.parametrize(
     "case",
-    [c for c in fx.CORRUPT if c.id in ("gzip-truncated-trailer", "two-manifests",
-                                       "missing-manifest", "pod-manifest", "tar-garbage-after",
-                                       "hardlink-later-entry", "gzip-bomb")],
+    [
+        c
+        for c in fx.CORRUPT
+        if c.id
+        in (
+            "gzip-truncated-trailer",
+            "two-manifests",
+            "missing-manifest",
+            "pod-manifest",
+            "tar-garbage-after",
+            "hardlink-later-entry",
+            "gzip-bomb",
+        )
+    ],
     ids=lambda c: c.id,
 )
 def test_all_or_nothing_for_a_new_target(tmp_path: pathlib.Path, case: fx.Corrupt) -> None:

@@ -67,7 +67,9 @@ def bounded(examples: int) -> settings:
     return settings(max_examples=examples * _SCALE, deadline=None, suppress_health_check=_QUIET)
 
 
-def only(errors: type[BaseException] | tuple[type[BaseException], ...], call: Callable[[], object]) -> object:
+def only(
+    errors: type[BaseException] | tuple[type[BaseException], ...], call: Callable[[], object]
+) -> object:
     """Run *call*: it may succeed or raise *errors* (with a one-line message), nothing else."""
     try:
         return call()
@@ -100,8 +102,14 @@ def test_valid_manifests_survive_an_image_archive(data: dict[str, Any]) -> None:
 @given(image_manifests)
 def test_manifest_patches_raise_only_validation_errors(data: dict[str, Any]) -> None:
     manifest = ImageManifest.from_dict(data)
-    patch = ManifestPatch(exec="/bin/x -a", user="0", group="0", ports=["www,protocol=tcp,port=80"],
-                          mounts=["data,path=/data"], isolators=["resource/memory,limit=1G"])
+    patch = ManifestPatch(
+        exec="/bin/x -a",
+        user="0",
+        group="0",
+        ports=["www,protocol=tcp,port=80"],
+        mounts=["data,path=/data"],
+        isolators=["resource/memory,limit=1G"],
+    )
     patched = only(ValidationError, lambda: apply_patch(manifest, patch))
     if patched is not None:
         assert isinstance(patched, ImageManifest)
@@ -115,9 +123,25 @@ def damaged_bytes(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(data)))
         what = draw(st.sampled_from(["insert", "delete", "replace"]))
-        chunk = draw(st.one_of(st.binary(min_size=1, max_size=4),
-                               st.sampled_from([b"[", b"{", b'"', b"\\", b"\\ud800", b"1e999",
-                                                b"9" * 5000, b"\xff", b"\x00", b"NaN"])))
+        chunk = draw(
+            st.one_of(
+                st.binary(min_size=1, max_size=4),
+                st.sampled_from(
+                    [
+                        b"[",
+                        b"{",
+                        b'"',
+                        b"\\",
+                        b"\\ud800",
+                        b"1e999",
+                        b"9" * 5000,
+                        b"\xff",
+                        b"\x00",
+                        b"NaN",
+                    ]
+                ),
+            )
+        )
         if what == "insert":
             data[at:at] = chunk
         elif what == "delete":
@@ -144,23 +168,26 @@ def test_deep_json_is_a_validation_error(depth: int, opening: str) -> None:
 
 
 @bounded(40)
-@given(st.integers(1, 20_000), st.sampled_from(["acVersion", "version", "size", "port", "uid", "limit"]))
+@given(
+    st.integers(1, 20_000),
+    st.sampled_from(["acVersion", "version", "size", "port", "uid", "limit"]),
+)
 @example(5000, "acVersion")
 def test_huge_numbers_are_validation_errors(digits: int, field: str) -> None:
     number = "9" * digits
     documents = {
         "acVersion": f'{{"acKind":"ImageManifest","acVersion":"{number}.0.0","name":"a"}}',
         "version": f'{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a",'
-                   f'"labels":[{{"name":"version","value":"1.0.0-{number}"}}]}}',
+        f'"labels":[{{"name":"version","value":"1.0.0-{number}"}}]}}',
         "size": f'{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a",'
-                f'"dependencies":[{{"imageName":"b","size":{number}}}]}}',
+        f'"dependencies":[{{"imageName":"b","size":{number}}}]}}',
         "port": f'{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","app":{{"exec":["x"],'
-                f'"user":"0","group":"0","ports":[{{"name":"p","port":{number},"protocol":"tcp"}}]}}}}',
+        f'"user":"0","group":"0","ports":[{{"name":"p","port":{number},"protocol":"tcp"}}]}}}}',
         "uid": f'{{"acKind":"PodManifest","acVersion":"0.8.11","volumes":[{{"name":"v","kind":"empty",'
-               f'"uid":{number}}}]}}',
+        f'"uid":{number}}}]}}',
         "limit": f'{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","app":{{"exec":["x"],'
-                 f'"user":"0","group":"0","isolators":[{{"name":"resource/memory",'
-                 f'"value":{{"limit":"{number}Gi"}}}}]}}}}',
+        f'"user":"0","group":"0","isolators":[{{"name":"resource/memory",'
+        f'"value":{{"limit":"{number}Gi"}}}}]}}}}',
     }
     text = documents[field]
     reader = PodManifest if field == "uid" else ImageManifest
@@ -168,7 +195,11 @@ def test_huge_numbers_are_validation_errors(digits: int, field: str) -> None:
 
 
 @bounded(100)
-@given(st.one_of(st.binary(max_size=200), damaged_bytes(), json_values.map(lambda v: json.dumps(v).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=200), damaged_bytes(), json_values.map(lambda v: json.dumps(v).encode())
+    )
+)
 def test_manifest_files_raise_only_appc_errors(data: bytes) -> None:
     """``actool validate --type=manifest FILE`` on any file."""
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
@@ -187,9 +218,12 @@ registries = st.one_of(
 )
 tags = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 digests = st.sampled_from(["sha256", "sha512"]).flatmap(
-    lambda algorithm: st.text("0123456789abcdef", min_size=64 if algorithm == "sha256" else 128,
-                              max_size=64 if algorithm == "sha256" else 128)
-    .map(lambda hexdigits: f"{algorithm}:{hexdigits}"))
+    lambda algorithm: st.text(
+        "0123456789abcdef",
+        min_size=64 if algorithm == "sha256" else 128,
+        max_size=64 if algorithm == "sha256" else 128,
+    ).map(lambda hexdigits: f"{algorithm}:{hexdigits}")
+)
 
 
 @st.composite
@@ -205,8 +239,14 @@ def references(draw: st.DrawFn) -> str:
 
 
 @bounded(300)
-@given(st.one_of(st.text(max_size=60), references(), references().map(str.upper),
-                 st.text("aA0-._/:@", max_size=40)))
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        references(),
+        references().map(str.upper),
+        st.text("aA0-._/:@", max_size=40),
+    )
+)
 def test_references_raise_only_validation_errors(text: str) -> None:
     only(ValidationError, lambda: parse_reference(text))
 
@@ -217,17 +257,55 @@ def test_valid_references_print_what_they_parse(text: str) -> None:
     ref = parse_reference(text)
     again = parse_reference(str(ref))
     assert (again.registry, again.repository, again.tag, again.digest) == (
-        ref.registry, ref.repository, ref.tag, ref.digest)
+        ref.registry,
+        ref.repository,
+        ref.tag,
+        ref.digest,
+    )
 
 
 # --- discovery pages ----------------------------------------------------------------------
 
 HTML_TOKENS = [
-    "<meta", "<META", ' name="ac-discovery"', " name='ac-discovery-pubkeys'", " name=ac-x",
-    ' content="example.com https://x/{name}.{ext}"', " content='a b'", ">", "/>", "<!--", "-->",
-    "--!>", "<title>", "</title>", "<script>", "</script>", "<textarea>", "</textarea >", "<", "</",
-    "<div", "</div>", "<!DOCTYPE html>", "<?xml?>", "&amp;", "&#x", "&#1114112;", "=", '"', "'", "/",
-    " ", "\n", "\x00", "\udcff", "<plaintext>", "<![CDATA[", "]]>", "text",
+    "<meta",
+    "<META",
+    ' name="ac-discovery"',
+    " name='ac-discovery-pubkeys'",
+    " name=ac-x",
+    ' content="example.com https://x/{name}.{ext}"',
+    " content='a b'",
+    ">",
+    "/>",
+    "<!--",
+    "-->",
+    "--!>",
+    "<title>",
+    "</title>",
+    "<script>",
+    "</script>",
+    "<textarea>",
+    "</textarea >",
+    "<",
+    "</",
+    "<div",
+    "</div>",
+    "<!DOCTYPE html>",
+    "<?xml?>",
+    "&amp;",
+    "&#x",
+    "&#1114112;",
+    "=",
+    '"',
+    "'",
+    "/",
+    " ",
+    "\n",
+    "\x00",
+    "\udcff",
+    "<plaintext>",
+    "<![CDATA[",
+    "]]>",
+    "text",
 ]
 html_soup = st.lists(st.sampled_from(HTML_TOKENS), max_size=30).map("".join)
 
@@ -236,14 +314,18 @@ html_soup = st.lists(st.sampled_from(HTML_TOKENS), max_size=30).map("".join)
 @given(st.one_of(st.text(max_size=200), html_soup))
 def test_meta_tags_never_raise(page: str) -> None:
     tags = parse_meta_tags(page)
-    assert all(isinstance(t, MetaTag) and t.kind.startswith("ac-") and t.prefix and t.content
-               for t in tags)
+    assert all(
+        isinstance(t, MetaTag) and t.kind.startswith("ac-") and t.prefix and t.content for t in tags
+    )
 
 
 @bounded(200)
-@given(st.text(string.ascii_letters + string.digits + " .,;:!\n", max_size=50),
-       st.text(string.ascii_letters + string.digits + " .,;:!\n", max_size=50),
-       identifiers, st.from_regex(r"https://[a-z]{1,8}/[a-z{}.]{0,12}", fullmatch=True))
+@given(
+    st.text(string.ascii_letters + string.digits + " .,;:!\n", max_size=50),
+    st.text(string.ascii_letters + string.digits + " .,;:!\n", max_size=50),
+    identifiers,
+    st.from_regex(r"https://[a-z]{1,8}/[a-z{}.]{0,12}", fullmatch=True),
+)
 def test_a_meta_tag_in_text_is_found(before: str, after: str, prefix: str, template: str) -> None:
     tag = f'<meta name="ac-discovery" content="{prefix} {template}">'
     assert parse_meta_tags(before + tag + after) == [MetaTag("ac-discovery", prefix, template)]
@@ -273,15 +355,22 @@ def challenges(draw: st.DrawFn) -> tuple[str, list[tuple[str, dict[str, str]]]]:
 
 
 @bounded(300)
-@given(st.one_of(st.text(max_size=80), st.text('Bearer realm="x", =,"\\ \t', max_size=40),
-                 challenges().map(lambda c: c[0][: len(c[0]) // 2])))
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.text('Bearer realm="x", =,"\\ \t', max_size=40),
+        challenges().map(lambda c: c[0][: len(c[0]) // 2]),
+    )
+)
 def test_www_authenticate_raises_only_fetch_errors(header: str) -> None:
     only(FetchError, lambda: parse_www_authenticate(header))
 
 
 @bounded(200)
 @given(challenges())
-def test_www_authenticate_reads_what_was_quoted(case: tuple[str, list[tuple[str, dict[str, str]]]]) -> None:
+def test_www_authenticate_reads_what_was_quoted(
+    case: tuple[str, list[tuple[str, dict[str, str]]]],
+) -> None:
     header, expected = case
     got = parse_www_authenticate(header)
     assert [(c.scheme, c.params) for c in got] == expected
@@ -289,12 +378,58 @@ def test_www_authenticate_reads_what_was_quoted(case: tuple[str, list[tuple[str,
 
 # --- command-line strings -------------------------------------------------------------------
 
-OPTION_KEYS = ["kind", "source", "readOnly", "recursive", "mode", "uid", "gid", "protocol", "port",
-               "count", "socketActivated", "path", "limit", "request", "default", "name", "x"]
-OPTION_VALUES = ["host", "empty", "/data", "true", "false", "T", "0", "1", "65535", "65536", "-1",
-                 "0755", "tcp", "udp", "1G", "250m", "%2C", "%zz", "+", "", "\u0663", "9" * 30]
-ISOLATOR_NAMES = ["resource/cpu", "resource/memory", "os/linux/no-new-privileges",
-                  "os/linux/oom-score-adj", "resource/block-bandwidth", "unknown/x", ""]
+OPTION_KEYS = [
+    "kind",
+    "source",
+    "readOnly",
+    "recursive",
+    "mode",
+    "uid",
+    "gid",
+    "protocol",
+    "port",
+    "count",
+    "socketActivated",
+    "path",
+    "limit",
+    "request",
+    "default",
+    "name",
+    "x",
+]
+OPTION_VALUES = [
+    "host",
+    "empty",
+    "/data",
+    "true",
+    "false",
+    "T",
+    "0",
+    "1",
+    "65535",
+    "65536",
+    "-1",
+    "0755",
+    "tcp",
+    "udp",
+    "1G",
+    "250m",
+    "%2C",
+    "%zz",
+    "+",
+    "",
+    "\u0663",
+    "9" * 30,
+]
+ISOLATOR_NAMES = [
+    "resource/cpu",
+    "resource/memory",
+    "os/linux/no-new-privileges",
+    "os/linux/oom-score-adj",
+    "resource/block-bandwidth",
+    "unknown/x",
+    "",
+]
 
 
 @st.composite
@@ -307,11 +442,20 @@ def option_strings(draw: st.DrawFn, first: st.SearchStrategy[str]) -> str:
 
 
 @bounded(400)
-@given(st.one_of(st.text(max_size=40),
-                 option_strings(st.one_of(names, st.text(max_size=6))),
-                 option_strings(st.sampled_from(ISOLATOR_NAMES))))
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        option_strings(st.one_of(names, st.text(max_size=6))),
+        option_strings(st.sampled_from(ISOLATOR_NAMES)),
+    )
+)
 def test_cli_strings_raise_only_validation_errors(text: str) -> None:
-    for parse in (volume_from_string, port_from_string, mount_point_from_string, isolator_from_string):
+    for parse in (
+        volume_from_string,
+        port_from_string,
+        mount_point_from_string,
+        isolator_from_string,
+    ):
         only(ValidationError, lambda parse=parse: parse(text))  # type: ignore[misc]
     assert " ".join(exec_from_string(text)) == text
 
@@ -320,13 +464,23 @@ plain_values = st.text(string.ascii_letters + string.digits + "/._-", min_size=1
 
 
 @bounded(200)
-@given(names, st.one_of(
-    st.builds(lambda s, ro, rec: f"kind=host,source=/{s}" + ro + rec, plain_values,
-              st.sampled_from(["", ",readOnly=true", ",readOnly=false"]),
-              st.sampled_from(["", ",recursive=true", ",recursive=false"])),
-    st.builds(lambda mode, uid, gid: f"kind=empty,mode={mode},uid={uid},gid={gid}",
-              plain_values, st.integers(-(2**31), 2**31), st.integers(0, 2**31)),
-))
+@given(
+    names,
+    st.one_of(
+        st.builds(
+            lambda s, ro, rec: f"kind=host,source=/{s}" + ro + rec,
+            plain_values,
+            st.sampled_from(["", ",readOnly=true", ",readOnly=false"]),
+            st.sampled_from(["", ",recursive=true", ",recursive=false"]),
+        ),
+        st.builds(
+            lambda mode, uid, gid: f"kind=empty,mode={mode},uid={uid},gid={gid}",
+            plain_values,
+            st.integers(-(2**31), 2**31),
+            st.integers(0, 2**31),
+        ),
+    ),
+)
 def test_volume_strings_round_trip(name: str, rest: str) -> None:
     volume = volume_from_string(f"{name},{rest}")
     assert volume_from_string(str(volume)) == volume
@@ -337,15 +491,51 @@ def test_volume_strings_round_trip(name: str, rest: str) -> None:
 quantity_text = st.builds(
     lambda sign, number, suffix: f"{sign}{number}{suffix}",
     st.sampled_from(["", "+", "-"]),
-    st.one_of(st.integers(0, 10**30).map(str), st.from_regex(r"[0-9]{0,6}\.[0-9]{0,6}", fullmatch=True)),
-    st.sampled_from(["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u",
-                     "e3", "E-2", "e+9", "K", "Kib", "ee", "e", "e99999999999", "e-99999999999"]),
+    st.one_of(
+        st.integers(0, 10**30).map(str), st.from_regex(r"[0-9]{0,6}\.[0-9]{0,6}", fullmatch=True)
+    ),
+    st.sampled_from(
+        [
+            "",
+            "m",
+            "k",
+            "M",
+            "G",
+            "T",
+            "P",
+            "E",
+            "Ki",
+            "Mi",
+            "Gi",
+            "Ti",
+            "Pi",
+            "Ei",
+            "n",
+            "u",
+            "e3",
+            "E-2",
+            "e+9",
+            "K",
+            "Kib",
+            "ee",
+            "e",
+            "e99999999999",
+            "e-99999999999",
+        ]
+    ),
 )
 
 
 @bounded(400)
-@given(st.one_of(st.text(max_size=30), quantity_text, st.integers(), st.floats(allow_nan=True),
-                 st.text("0123456789.+-eEinumkKMGTP ", max_size=30)))
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        quantity_text,
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.text("0123456789.+-eEinumkKMGTP ", max_size=30),
+    )
+)
 @example("1" * 100_000 + "X")
 @example("9" * 5000 + "e9999999999")
 def test_quantities_raise_only_validation_errors(value: Any) -> None:
@@ -367,7 +557,10 @@ def test_app_strings_raise_only_validation_errors(text: str) -> None:
 
 
 @bounded(200)
-@given(identifiers, st.dictionaries(identifiers.filter(lambda k: k != "name"), label_values, max_size=3))
+@given(
+    identifiers,
+    st.dictionaries(identifiers.filter(lambda k: k != "name"), label_values, max_size=3),
+)
 def test_app_strings_print_what_they_parse(name: str, labels: dict[str, str]) -> None:
     request = AppRequest(ACIdentifier(name), labels)
     assert parse_app_string(str(request)) == request
@@ -375,12 +568,42 @@ def test_app_strings_print_what_they_parse(name: str, labels: dict[str, str]) ->
 
 # --- tar headers with random fields ----------------------------------------------------------
 
-TYPES = [tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE,
-         tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE,
-         tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE, b"Z", b"\x00", b"7"]
-NAME_PARTS = ["rootfs", "rootfs/", "./rootfs/", "manifest", "..", ".", "/", "a", "\udcff", "x" * 120,
-              "/tmp", "rootfs/a/../..", "é"]
-numbers = st.one_of(st.integers(0, 0o7777), st.integers(-(2**63), 2**80), st.sampled_from([0, 2**32 - 1, 2**32]))
+TYPES = [
+    tarfile.REGTYPE,
+    tarfile.AREGTYPE,
+    tarfile.LNKTYPE,
+    tarfile.SYMTYPE,
+    tarfile.CHRTYPE,
+    tarfile.BLKTYPE,
+    tarfile.DIRTYPE,
+    tarfile.FIFOTYPE,
+    tarfile.CONTTYPE,
+    tarfile.GNUTYPE_SPARSE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    b"Z",
+    b"\x00",
+    b"7",
+]
+NAME_PARTS = [
+    "rootfs",
+    "rootfs/",
+    "./rootfs/",
+    "manifest",
+    "..",
+    ".",
+    "/",
+    "a",
+    "\udcff",
+    "x" * 120,
+    "/tmp",
+    "rootfs/a/../..",
+    "é",
+]
+numbers = st.one_of(
+    st.integers(0, 0o7777), st.integers(-(2**63), 2**80), st.sampled_from([0, 2**32 - 1, 2**32])
+)
 
 
 @st.composite
@@ -395,9 +618,24 @@ def hostile_entries(draw: st.DrawFn) -> bytes:
     info.devmajor, info.devminor = draw(numbers), draw(numbers)
     data = draw(st.binary(max_size=700))
     info.size = draw(st.sampled_from([len(data), 0, len(data) + 1, max(0, len(data) - 1), 2**40]))
-    info.pax_headers = draw(st.dictionaries(
-        st.sampled_from(["path", "linkpath", "size", "uid", "mtime", "SCHILY.xattr.user.x", "hdrcharset",
-                         "GNU.sparse.map"]), st.text(max_size=20), max_size=2))
+    info.pax_headers = draw(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "path",
+                    "linkpath",
+                    "size",
+                    "uid",
+                    "mtime",
+                    "SCHILY.xattr.user.x",
+                    "hdrcharset",
+                    "GNU.sparse.map",
+                ]
+            ),
+            st.text(max_size=20),
+            max_size=2,
+        )
+    )
     fmt = draw(st.sampled_from([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]))
     try:
         header = bytearray(info.tobuf(fmt, "utf-8", "surrogateescape"))
@@ -425,8 +663,14 @@ def test_random_tar_headers_raise_only_image_errors(entry: bytes, kind: str) -> 
         watched.mkdir()
         (watched / "bait").write_text("bait")
         target = pathlib.Path(tmp, "area", "target")
-        for options in (ExtractOptions(owners=False), ExtractOptions(owners=True, devices=True, xattrs=True)):
-            only(ImageError, lambda options=options: extract_image(io.BytesIO(data), target, options=options))  # type: ignore[misc]
+        for options in (
+            ExtractOptions(owners=False),
+            ExtractOptions(owners=True, devices=True, xattrs=True),
+        ):
+            only(
+                ImageError,
+                lambda options=options: extract_image(io.BytesIO(data), target, options=options),
+            )  # type: ignore[misc]
             assert sorted(os.listdir(watched)) == ["bait"]
             assert sorted(os.listdir(target.parent)) in ([], ["target"])
             if target.exists():
@@ -438,7 +682,11 @@ def test_random_tar_headers_raise_only_image_errors(entry: bytes, kind: str) -> 
 def test_random_bytes_in_an_archive_raise_only_image_errors(junk: bytes, at: int) -> None:
     good = tar_bytes(good_entries())
     at = min(at, len(good))
-    for data in (good[:at] + junk + good[at:], good[:at] + junk, compress(good, "gzip")[:at] + junk):
+    for data in (
+        good[:at] + junk + good[at:],
+        good[:at] + junk,
+        compress(good, "gzip")[:at] + junk,
+    ):
         only(ImageError, lambda data=data: validate_archive(io.BytesIO(data)))  # type: ignore[misc]
 
 
@@ -473,13 +721,27 @@ print("done")
 
 
 def test_crafted_inputs_take_linear_time() -> None:
-    done = subprocess.run([sys.executable, "-c", _SLOW_INPUTS], capture_output=True, text=True,
-                          cwd=REPO, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _SLOW_INPUTS],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
     assert done.stdout.strip() == "done", done.stderr
 
 
-@pytest.mark.parametrize("header", [
-    'Bearer realm="unterminated', "Bearer ,,,,", "=", 'Basic realm="a\\', "Bearer a=b=c", "\x00",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        'Bearer realm="unterminated',
+        "Bearer ,,,,",
+        "=",
+        'Basic realm="a\\',
+        "Bearer a=b=c",
+        "\x00",
+    ],
+)
 def test_bad_www_authenticate_headers(header: str) -> None:
     only(FetchError, lambda: parse_www_authenticate(header))

@@ -69,7 +69,9 @@ class Corpus:
             (self.outside / name).write_bytes(data)
         (self.outside / "sub").mkdir()
         self.aci = {item.id: item for item in hc.aci_items(str(self.outside))}
-        self.layer = {item.id: item for item in hc.layer_items(str(self.outside), bomb_size=256 * 1024**2)}
+        self.layer = {
+            item.id: item for item in hc.layer_items(str(self.outside), bomb_size=256 * 1024**2)
+        }
         self.files = root / "images"
         self.files.mkdir()
         for item in self.aci.values():
@@ -106,8 +108,15 @@ def snapshot(root: pathlib.Path, *, skip: tuple[str, ...] = ()) -> dict[str, tup
                     content = hashlib.sha256(f.read()).hexdigest()
             elif stat.S_ISLNK(st.st_mode):
                 content = os.readlink(path)
-            seen[rel] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777, st.st_uid, st.st_gid,
-                         st.st_nlink, st.st_size if not stat.S_ISDIR(st.st_mode) else 0, content)
+            seen[rel] = (
+                stat.S_IFMT(st.st_mode),
+                st.st_mode & 0o7777,
+                st.st_uid,
+                st.st_gid,
+                st.st_nlink,
+                st.st_size if not stat.S_ISDIR(st.st_mode) else 0,
+                content,
+            )
     return seen
 
 
@@ -143,7 +152,9 @@ def refused(err: BaseException, item: hc.Item) -> None:
     assert isinstance(err, AppcError), f"{type(err).__name__}: {err}"
     text = str(err)
     assert "\n" not in text
-    assert re.search(item.verdict.message, text), f"{item.id}: {text!r} does not match {item.verdict.message!r}"
+    assert re.search(item.verdict.message, text), (
+        f"{item.id}: {text!r} does not match {item.verdict.message!r}"
+    )
 
 
 def inside_only(root: pathlib.Path, outside: pathlib.Path) -> None:
@@ -189,8 +200,14 @@ def test_cli_validate_every_item(corpus: Corpus, tmp_path: pathlib.Path) -> None
         if limit is not None:
             env[MAX_SIZE_ENV] = str(limit)
         paths = [str(corpus.path(item.id)) for item in items]
-        done = subprocess.run([sys.executable, "-m", "appc_tools.actool", "--debug", "validate", *paths],
-                              capture_output=True, text=True, env=env, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "appc_tools.actool", "--debug", "validate", *paths],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
         assert "Traceback" not in done.stderr
         errors = done.stderr.splitlines()
         valid = done.stdout.splitlines()
@@ -236,13 +253,19 @@ def test_extract_rootfs_as_a_runtime(corpus: Corpus, area: Area, item_id: str) -
     options = ExtractOptions(owners=ROOT, devices=ROOT, xattrs=ROOT)
     if not item.verdict.accept:
         with pytest.raises(AppcError) as info:
-            extract_image(corpus.path(item_id), target, rootfs_only=True, options=options,
-                          max_size=item.max_size)
+            extract_image(
+                corpus.path(item_id),
+                target,
+                rootfs_only=True,
+                options=options,
+                max_size=item.max_size,
+            )
         refused(info.value, item)
         area.unchanged()
         return
-    extract_image(corpus.path(item_id), target, rootfs_only=True, options=options,
-                  max_size=item.max_size)
+    extract_image(
+        corpus.path(item_id), target, rootfs_only=True, options=options, max_size=item.max_size
+    )
     area.unchanged(except_for=("target",))
     inside_only(target, corpus.outside)
     if item_id == "devices" and ROOT:
@@ -280,14 +303,20 @@ def test_patch(corpus: Corpus, area: Area, item_id: str) -> None:
 
 
 @pytest.mark.parametrize("item_id", ACI_IDS)
-def test_cli_patch(corpus: Corpus, area: Area, item_id: str, capsys: pytest.CaptureFixture[str],
-                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_patch(
+    corpus: Corpus,
+    area: Area,
+    item_id: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     item = corpus.aci[item_id]
     if item.max_size is not None:
         monkeypatch.setenv(MAX_SIZE_ENV, str(item.max_size))
     out = area.dir / "out.aci"
-    code = actool_main(["patch-manifest", "--name=example.com/patched", str(corpus.path(item_id)),
-                        str(out)])
+    code = actool_main(
+        ["patch-manifest", "--name=example.com/patched", str(corpus.path(item_id)), str(out)]
+    )
     captured = capsys.readouterr()
     if item.verdict.accept:
         assert (code, captured.err) == (0, "")
@@ -347,18 +376,34 @@ def test_dependencies_never_lead_out(area: Area, corpus: Corpus) -> None:
     outside = str(corpus.outside)
     images = area.dir / "images"
     images.mkdir()
-    make_image(images / "lower.aci", "example.com/lower",
-               [("file", "link/pwned", b"pwned"), ("dir", "up"), ("file", "up/bait", b"pwned"),
-                ("symlink", "rev", outside)])
-    make_image(images / "upper.aci", "example.com/upper",
-               [("symlink", "link", outside), ("symlink", "up", "../../../../.."),
-                ("file", "rev/pwned", b"pwned")],
-               dependencies=[{"imageName": "example.com/lower"}])
+    make_image(
+        images / "lower.aci",
+        "example.com/lower",
+        [
+            ("file", "link/pwned", b"pwned"),
+            ("dir", "up"),
+            ("file", "up/bait", b"pwned"),
+            ("symlink", "rev", outside),
+        ],
+    )
+    make_image(
+        images / "upper.aci",
+        "example.com/upper",
+        [
+            ("symlink", "link", outside),
+            ("symlink", "up", "../../../../.."),
+            ("file", "rev/pwned", b"pwned"),
+        ],
+        dependencies=[{"imageName": "example.com/lower"}],
+    )
     with ImageStore(area.dir / "store") as store:
         store.import_image(images / "lower.aci")
         top = store.import_image(images / "upper.aci")
-        rootfs = pathlib.Path(TreeStore(store, options=ExtractOptions(owners=ROOT, devices=ROOT))
-                              .render(top.key).rootfs)
+        rootfs = pathlib.Path(
+            TreeStore(store, options=ExtractOptions(owners=ROOT, devices=ROOT))
+            .render(top.key)
+            .rootfs
+        )
         assert os.readlink(rootfs / "link") == outside
         assert (rootfs / "rev").is_dir() and not (rootfs / "rev").is_symlink()
         assert (rootfs / "rev/pwned").read_bytes() == b"pwned"
@@ -372,14 +417,17 @@ def test_dependencies_never_lead_out(area: Area, corpus: Corpus) -> None:
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory: pytest.TempPathFactory, corpus: Corpus) -> dict[str, pathlib.Path]:
     tmp = tmp_path_factory.mktemp("layouts")
-    return {item.id: hc.write_layout(item.make(), tmp / file_name(item.id).removesuffix(".aci"))
-            for item in corpus.layer.values()}
+    return {
+        item.id: hc.write_layout(item.make(), tmp / file_name(item.id).removesuffix(".aci"))
+        for item in corpus.layer.values()
+    }
 
 
 @pytest.mark.parametrize("squash", [True, False], ids=["squash", "nosquash"])
 @pytest.mark.parametrize("item_id", LAYER_IDS)
-def test_layer(corpus: Corpus, layouts: dict[str, pathlib.Path], area: Area, item_id: str,
-               squash: bool) -> None:
+def test_layer(
+    corpus: Corpus, layouts: dict[str, pathlib.Path], area: Area, item_id: str, squash: bool
+) -> None:
     item = corpus.layer[item_id]
     verdict = item.verdict_for(squash)
     out = area.dir / "out"
@@ -425,8 +473,14 @@ with open("/proc/self/status") as f:
 
 
 def _peak_kib(path: pathlib.Path, limit: int) -> tuple[str, int]:
-    done = subprocess.run([sys.executable, "-c", _PEAK, str(path), str(limit)], capture_output=True,
-                          text=True, check=True, timeout=300, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        cwd=REPO,
+    )
     message, peak = done.stdout.splitlines()
     return message, int(peak)
 
@@ -459,26 +513,57 @@ def test_size_limit_from_the_environment(corpus: Corpus, monkeypatch: pytest.Mon
 # --- the command lines: one line, exit 1 ---------------------------------------------------
 
 
-def _run(*argv: str, env: dict[str, str] | None = None, cwd: pathlib.Path | None = None,
-         ) -> subprocess.CompletedProcess[str]:
+def _run(
+    *argv: str,
+    env: dict[str, str] | None = None,
+    cwd: pathlib.Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if k != MAX_SIZE_ENV}
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, env=full,
-                          timeout=300, check=False, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=300,
+        check=False,
+        cwd=cwd,
+    )
 
 
-@pytest.mark.parametrize("item_id", ["symlink-then-file", "hardlink-dotdot", "too-deep", "bomb-zstd",
-                                     "manifest-100MB", "truncated-gzip:deflate-middle"])
+@pytest.mark.parametrize(
+    "item_id",
+    [
+        "symlink-then-file",
+        "hardlink-dotdot",
+        "too-deep",
+        "bomb-zstd",
+        "manifest-100MB",
+        "truncated-gzip:deflate-middle",
+    ],
+)
 def test_cli_one_line(corpus: Corpus, area: Area, item_id: str) -> None:
     item = corpus.aci[item_id]
     env = {MAX_SIZE_ENV: str(item.max_size)} if item.max_size else {}
     path = str(corpus.path(item_id))
     runs = {
         "validate": _run("appc_tools.actool", "validate", path, env=env),
-        "patch": _run("appc_tools.actool", "patch-manifest", "--name=example.com/x", path,
-                      str(area.dir / "out.aci"), env=env),
-        "fetch": _run("appc_tools.rkt", f"--dir={area.dir / 'rkt'}", "--insecure-options=image",
-                      "fetch", path, env=env),
+        "patch": _run(
+            "appc_tools.actool",
+            "patch-manifest",
+            "--name=example.com/x",
+            path,
+            str(area.dir / "out.aci"),
+            env=env,
+        ),
+        "fetch": _run(
+            "appc_tools.rkt",
+            f"--dir={area.dir / 'rkt'}",
+            "--insecure-options=image",
+            "fetch",
+            path,
+            env=env,
+        ),
     }
     for what, done in runs.items():
         assert done.returncode == (254 if what == "fetch" else 1), (what, done.stderr)
@@ -511,8 +596,13 @@ def test_manifest_file_of_100MB(area: Area, corpus: Corpus) -> None:
     good = area.dir / "good.aci"
     good.write_bytes(compress(good_tar(), "gzip"))
     validate = _run("appc_tools.actool", "validate", "--type=manifest", str(big))
-    patch = _run("appc_tools.actool", "patch-manifest", f"--manifest={big}", str(good),
-                 str(area.dir / "out.aci"))
+    patch = _run(
+        "appc_tools.actool",
+        "patch-manifest",
+        f"--manifest={big}",
+        str(good),
+        str(area.dir / "out.aci"),
+    )
     for done in (validate, patch):
         lines = done.stderr.splitlines()
         assert done.returncode == 1 and len(lines) == 1, done.stderr
@@ -530,7 +620,9 @@ def test_corpus_is_deterministic() -> None:
     assert len(first) == len(ACI_IDS) + len(LAYER_IDS)
 
 
-def test_deep_trees_are_removed_without_following_links(tmp_path: pathlib.Path, corpus: Corpus) -> None:
+def test_deep_trees_are_removed_without_following_links(
+    tmp_path: pathlib.Path, corpus: Corpus
+) -> None:
     """What a pod's app or a partial render leaves can be any depth (rkt gc, tree wipes)."""
     before = snapshot(corpus.outside)
     root = tmp_path / "tree"

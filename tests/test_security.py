@@ -59,21 +59,36 @@ from tests.runtime_images import (
 pytest_plugins = ["tests.discovery_server", "tests.gpg_keys"]
 
 ETCD = "localhost/etcd"
-TOOLS = {"rkt": "appc_tools.rkt", "actool": "appc_tools.actool", "docker2aci": "appc_tools.docker2aci"}
+TOOLS = {
+    "rkt": "appc_tools.rkt",
+    "actool": "appc_tools.actool",
+    "docker2aci": "appc_tools.docker2aci",
+}
 
 
-def run(tool: str, *args: str, env: Mapping[str, str] | None = None, umask: int | None = None,
-        cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    tool: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    umask: int | None = None,
+    cwd: pathlib.Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """A tool as a user runs it (no proxies or CA bundles from the environment)."""
     return subprocess.run(
-        [sys.executable, "-m", TOOLS[tool], *args], capture_output=True, text=True, timeout=120,
-        check=False, cwd=cwd, env={**env_without_proxies(), **(env or {})},
+        [sys.executable, "-m", TOOLS[tool], *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env={**env_without_proxies(), **(env or {})},
         preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
     )
 
 
-def one_line(done: subprocess.CompletedProcess[str], status: int, *fragments: str,
-             allow: str = "^$") -> str:
+def one_line(
+    done: subprocess.CompletedProcess[str], status: int, *fragments: str, allow: str = "^$"
+) -> str:
     """The failure's single error line (lines matching *allow*, warnings, aside)."""
     lines = [line for line in done.stderr.splitlines() if not re.search(allow, line)]
     assert done.returncode == status, (done.returncode, done.stdout, done.stderr)
@@ -93,7 +108,11 @@ class Dirs:
         self.system = tmp / "usr-lib-rkt"
 
     def flags(self) -> list[str]:
-        return [f"--dir={self.data}", f"--local-config={self.local}", f"--system-config={self.system}"]
+        return [
+            f"--dir={self.data}",
+            f"--local-config={self.local}",
+            f"--system-config={self.system}",
+        ]
 
     def images(self) -> list[str]:
         with ImageStore(self.data) as store:
@@ -119,14 +138,26 @@ SKIPPED = r"^image: skipping signature verification for "
 def test_rkt_fetch_and_run_require_a_signature(dirs: Dirs, gpg_keys: GpgKeys) -> None:
     aci = aci_named(dirs.tmp / "app.aci", "example.com/app")
     # no signature at all
-    one_line(run("rkt", *dirs.flags(), "fetch", str(aci)), 254, r"cannot read the signature .*app\.aci\.asc")
+    one_line(
+        run("rkt", *dirs.flags(), "fetch", str(aci)),
+        254,
+        r"cannot read the signature .*app\.aci\.asc",
+    )
     # a signature, but no key trusted for the name
     (dirs.tmp / "app.aci.asc").write_bytes(sign_bytes(gpg_keys, gpg_keys.signer, aci.read_bytes()))
-    one_line(run("rkt", *dirs.flags(), "fetch", str(aci)), 254, r"no keys trusted for 'example\.com/app'")
+    one_line(
+        run("rkt", *dirs.flags(), "fetch", str(aci)), 254, r"no keys trusted for 'example\.com/app'"
+    )
     # a key trusted, but another one signed
     (dirs.tmp / "other.gpg").write_bytes(gpg_keys.other.public)
-    trusted = run("rkt", *dirs.flags(), "trust", "--skip-fingerprint-review",
-                  "--prefix=example.com/app", str(dirs.tmp / "other.gpg"))
+    trusted = run(
+        "rkt",
+        *dirs.flags(),
+        "trust",
+        "--skip-fingerprint-review",
+        "--prefix=example.com/app",
+        str(dirs.tmp / "other.gpg"),
+    )
     assert trusted.returncode == 0, trusted.stderr
     one_line(run("rkt", *dirs.flags(), "fetch", str(aci)), 254, r"not trusted|signature")
     # a signature that does not match the image (one byte changed)
@@ -134,17 +165,26 @@ def test_rkt_fetch_and_run_require_a_signature(dirs: Dirs, gpg_keys: GpgKeys) ->
     data[-40] ^= 1
     tampered = dirs.tmp / "tampered.aci"
     tampered.write_bytes(bytes(data))
-    (dirs.tmp / "tampered.aci.asc").write_bytes(sign_bytes(gpg_keys, gpg_keys.other, aci.read_bytes()))
-    one_line(run("rkt", *dirs.flags(), "fetch", str(tampered)), 254, r"bad signature|corrupt|truncated")
+    (dirs.tmp / "tampered.aci.asc").write_bytes(
+        sign_bytes(gpg_keys, gpg_keys.other, aci.read_bytes())
+    )
+    one_line(
+        run("rkt", *dirs.flags(), "fetch", str(tampered)), 254, r"bad signature|corrupt|truncated"
+    )
     # rkt run fetches the same way: nothing runs (its pod goes to exited-garbage for gc)
-    one_line(run("rkt", *dirs.flags(), "run", str(tampered)), 254, r"bad signature|corrupt|truncated")
+    one_line(
+        run("rkt", *dirs.flags(), "run", str(tampered)), 254, r"bad signature|corrupt|truncated"
+    )
     assert [p.parent.name for p in dirs.data.glob("pods/*/*")] == ["exited-garbage"]
     assert run("rkt", *dirs.flags(), "gc", "--grace-period=0s").returncode == 0
     assert list(dirs.data.glob("pods/*/*")) == []
     assert dirs.images() == []
     # docker images cannot be verified: refused unless told
-    one_line(run("rkt", *dirs.flags(), "fetch", "docker://127.0.0.1:1/x:y"), 254,
-             r"docker images cannot be verified: use --insecure-options=image")
+    one_line(
+        run("rkt", *dirs.flags(), "fetch", "docker://127.0.0.1:1/x:y"),
+        254,
+        r"docker images cannot be verified: use --insecure-options=image",
+    )
     # --insecure-options=image: fetched, with a warning
     done = run("rkt", *dirs.flags(), "--insecure-options=image", "fetch", str(dirs.tmp / "app.aci"))
     assert done.returncode == 0, done.stderr
@@ -152,20 +192,26 @@ def test_rkt_fetch_and_run_require_a_signature(dirs: Dirs, gpg_keys: GpgKeys) ->
     assert dirs.images() == ["example.com/app"]
 
 
-@pytest.mark.parametrize(("name", "trusted"), [
-    ("example.com/app", True),
-    ("example.com/app/sub", True),
-    ("example.com/apple", False),
-    ("example.com/ap", False),
-    ("example.com", False),
-    ("other.example/example.com/app", False),
-])
-def test_a_key_verifies_only_names_under_its_prefix(tmp_path: pathlib.Path, gpg_keys: GpgKeys,
-                                                    name: str, trusted: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "trusted"),
+    [
+        ("example.com/app", True),
+        ("example.com/app/sub", True),
+        ("example.com/apple", False),
+        ("example.com/ap", False),
+        ("example.com", False),
+        ("other.example/example.com/app", False),
+    ],
+)
+def test_a_key_verifies_only_names_under_its_prefix(
+    tmp_path: pathlib.Path, gpg_keys: GpgKeys, name: str, trusted: bool
+) -> None:
     keystore = Keystore(str(tmp_path / "etc-rkt"), str(tmp_path / "usr-lib-rkt"))
     keystore.add_prefix_key("example.com/app", gpg_keys.signer.public)
     aci = aci_named(tmp_path / "image.aci", name)
-    (tmp_path / "image.aci.asc").write_bytes(sign_bytes(gpg_keys, gpg_keys.signer, aci.read_bytes()))
+    (tmp_path / "image.aci.asc").write_bytes(
+        sign_bytes(gpg_keys, gpg_keys.signer, aci.read_bytes())
+    )
     with ImageStore(tmp_path / "data") as store:
         fetcher = Fetcher(store, keystore, FetchOptions())
         if trusted:
@@ -181,8 +227,14 @@ def test_a_prefix_cannot_leave_the_keystore(tmp_path: pathlib.Path, gpg_keys: Gp
     (tmp_path / "key.gpg").write_bytes(gpg_keys.signer.public)
     dirs = Dirs(tmp_path)
     for prefix in ("../../x", "example.com/../../x", "/abs", "https://example.com/app"):
-        done = run("rkt", *dirs.flags(), "trust", "--skip-fingerprint-review", f"--prefix={prefix}",
-                   str(tmp_path / "key.gpg"))
+        done = run(
+            "rkt",
+            *dirs.flags(),
+            "trust",
+            "--skip-fingerprint-review",
+            f"--prefix={prefix}",
+            str(tmp_path / "key.gpg"),
+        )
         assert done.returncode != 0, prefix
     assert not (tmp_path / "x").exists() and not dirs.local.exists()
 
@@ -190,31 +242,61 @@ def test_a_prefix_cannot_leave_the_keystore(tmp_path: pathlib.Path, gpg_keys: Gp
 # --- TLS ---------------------------------------------------------------------------------------
 
 
-def test_discovery_and_downloads_verify_tls(dirs: Dirs, discovery_server: DiscoveryServer,
-                                            gpg_keys: GpgKeys) -> None:
+def test_discovery_and_downloads_verify_tls(
+    dirs: Dirs, discovery_server: DiscoveryServer, gpg_keys: GpgKeys
+) -> None:
     server = discovery_server
     aci = image_bytes(ETCD)
-    url = publish(server, ETCD, aci, sign_bytes(gpg_keys, gpg_keys.signer, aci), pubkey=gpg_keys.signer.public)
+    url = publish(
+        server, ETCD, aci, sign_bytes(gpg_keys, gpg_keys.signer, aci), pubkey=gpg_keys.signer.public
+    )
     request = AppRequest(ACIdentifier(ETCD), {"version": "v2.0.0", "os": "linux", "arch": "amd64"})
     with pytest.raises(DiscoveryError, match=r"certificate verify failed|TLS"):
         discover(request, DiscoveryOptions(port=server.https_port))
-    assert discover(request, DiscoveryOptions(port=server.https_port, ca_file=str(server.ca_file))).endpoints
+    assert discover(
+        request, DiscoveryOptions(port=server.https_port, ca_file=str(server.ca_file))
+    ).endpoints
     assert discover(request, DiscoveryOptions(port=server.https_port, insecure_tls=True)).endpoints
     port = f"--discovery-port={server.https_port}"
     ca = f"--ca-file={server.ca_file}"
     # an image URL and a name, a key URL: refused without the CA, fetched with it
-    one_line(run("rkt", *dirs.flags(), "--insecure-options=image", "fetch", url), 254, "TLS error",
-             allow=SKIPPED)
-    one_line(run("rkt", *dirs.flags(), port, "fetch", f"{ETCD}:v2.0.0"), 254,
-             r"certificate verify failed|TLS error")
+    one_line(
+        run("rkt", *dirs.flags(), "--insecure-options=image", "fetch", url),
+        254,
+        "TLS error",
+        allow=SKIPPED,
+    )
+    one_line(
+        run("rkt", *dirs.flags(), port, "fetch", f"{ETCD}:v2.0.0"),
+        254,
+        r"certificate verify failed|TLS error",
+    )
     key_url = server.url("/keys/etcd.gpg")
-    one_line(run("rkt", *dirs.flags(), "trust", "--skip-fingerprint-review", f"--prefix={ETCD}", key_url),
-             254, "TLS error")
+    one_line(
+        run(
+            "rkt", *dirs.flags(), "trust", "--skip-fingerprint-review", f"--prefix={ETCD}", key_url
+        ),
+        254,
+        "TLS error",
+    )
     # a CA bundle variable set to nothing does not turn verification off
-    one_line(run("rkt", *dirs.flags(), "--insecure-options=image", "fetch", url,
-                 env={"CURL_CA_BUNDLE": "", "REQUESTS_CA_BUNDLE": ""}), 254, "TLS error", allow=SKIPPED)
+    one_line(
+        run(
+            "rkt",
+            *dirs.flags(),
+            "--insecure-options=image",
+            "fetch",
+            url,
+            env={"CURL_CA_BUNDLE": "", "REQUESTS_CA_BUNDLE": ""},
+        ),
+        254,
+        "TLS error",
+        allow=SKIPPED,
+    )
     assert dirs.images() == []
-    trusted = run("rkt", *dirs.flags(), ca, "trust", "--skip-fingerprint-review", f"--prefix={ETCD}", key_url)
+    trusted = run(
+        "rkt", *dirs.flags(), ca, "trust", "--skip-fingerprint-review", f"--prefix={ETCD}", key_url
+    )
     assert trusted.returncode == 0, trusted.stderr
     fetched = run("rkt", *dirs.flags(), ca, port, "fetch", f"{ETCD}:v2.0.0")
     assert fetched.returncode == 0, fetched.stderr
@@ -228,8 +310,11 @@ def test_a_page_in_an_unknown_charset_is_read(discovery_server: DiscoveryServer)
     route = server.page("/etcd", [("ac-discovery", f"{ETCD} https://x/{{name}}.{{ext}}")])
     route.content_type = "text/html; charset=no-such-charset"
     request = AppRequest(ACIdentifier(ETCD), {})
-    found = discover(request, DiscoveryOptions(port=server.https_port, ca_file=str(server.ca_file)),
-                     public_keys=False)
+    found = discover(
+        request,
+        DiscoveryOptions(port=server.https_port, ca_file=str(server.ca_file)),
+        public_keys=False,
+    )
     assert [e.aci for e in found.endpoints] == [f"https://x/{ETCD}.aci"]
 
 
@@ -245,26 +330,51 @@ def small_aci(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def test_registry_clients_verify_tls(tls_registry: Registry, pushed: str, tmp_path: pathlib.Path) -> None:
+def test_registry_clients_verify_tls(
+    tls_registry: Registry, pushed: str, tmp_path: pathlib.Path
+) -> None:
     reg = tls_registry
     creds = f"--creds={reg.username}:{reg.password}"
     out = tmp_path / "out"
     out.mkdir()
     one_line(run("docker2aci", creds, pushed, cwd=out), 1, "TLS error")
-    one_line(run("actool", "push", creds, str(small_aci(tmp_path / "x.aci")), reg.ref("sec/pushed")),
-             1, "TLS error")
+    one_line(
+        run("actool", "push", creds, str(small_aci(tmp_path / "x.aci")), reg.ref("sec/pushed")),
+        1,
+        "TLS error",
+    )
     home = tmp_path / "home"
     reg.write_docker_config(home)
-    one_line(run("rkt", f"--dir={tmp_path / 'data'}", "--insecure-options=image", "fetch", pushed,
-                 env={"HOME": str(home)}), 254, "TLS error")
+    one_line(
+        run(
+            "rkt",
+            f"--dir={tmp_path / 'data'}",
+            "--insecure-options=image",
+            "fetch",
+            pushed,
+            env={"HOME": str(home)},
+        ),
+        254,
+        "TLS error",
+    )
     assert os.listdir(out) == []
     for flag in (f"--ca-file={reg.ca_file}", "--insecure-skip-verify"):
         done = run("docker2aci", creds, flag, pushed, cwd=out)
         assert done.returncode == 0, done.stderr
     # with the CA, rkt gets as far as the registry's authentication (rkt reads no
     # ~/.docker/config.json: its credentials would come from auth.d, not implemented)
-    one_line(run("rkt", f"--dir={tmp_path / 'data'}", "--insecure-options=image",
-                 f"--ca-file={reg.ca_file}", "fetch", pushed), 254, "authentication required")
+    one_line(
+        run(
+            "rkt",
+            f"--dir={tmp_path / 'data'}",
+            "--insecure-options=image",
+            f"--ca-file={reg.ca_file}",
+            "fetch",
+            pushed,
+        ),
+        254,
+        "authentication required",
+    )
 
 
 # --- credentials --------------------------------------------------------------------------------
@@ -291,11 +401,14 @@ def _config(home: pathlib.Path, host: str, user: str, password: str) -> dict[str
     return {"HOME": str(home)}
 
 
-def test_credentials_are_never_printed(tls_registry: Registry, pushed: str,
-                                       discovery_server: DiscoveryServer, tmp_path: pathlib.Path) -> None:
+def test_credentials_are_never_printed(
+    tls_registry: Registry, pushed: str, discovery_server: DiscoveryServer, tmp_path: pathlib.Path
+) -> None:
     reg = tls_registry
     assert reg.username and reg.password
-    secrets = _forms(reg.username, reg.password) | _forms(reg.username, WRONG) | _forms("me", URL_SECRET)
+    secrets = (
+        _forms(reg.username, reg.password) | _forms(reg.username, WRONG) | _forms("me", URL_SECRET)
+    )
     ca = f"--ca-file={reg.ca_file}"
     good, bad = f"--creds={reg.username}:{reg.password}", f"--creds={reg.username}:{WRONG}"
     dead = f"docker://127.0.0.1:{free_port()}/sec/hello:v1"
@@ -306,7 +419,9 @@ def test_credentials_are_never_printed(tls_registry: Registry, pushed: str,
     out.mkdir()
     server = discovery_server
     published = publish(server, ETCD, image_bytes(ETCD), None)
-    with_secret = published.replace("https://", f"https://me:{urllib.parse.quote(URL_SECRET, safe='')}@")
+    with_secret = published.replace(
+        "https://", f"https://me:{urllib.parse.quote(URL_SECRET, safe='')}@"
+    )
     missing = with_secret.replace(".aci", "-missing.aci")
     data = tmp_path / "data"
     rkt = ["--debug", f"--dir={data}", "--insecure-options=image"]
@@ -315,22 +430,60 @@ def test_credentials_are_never_printed(tls_registry: Registry, pushed: str,
         ("docker2aci wrong flags", run("docker2aci", "--debug", ca, bad, pushed, cwd=out), False),
         ("docker2aci flags no CA", run("docker2aci", "--debug", good, pushed, cwd=out), False),
         ("docker2aci flags dead", run("docker2aci", "--debug", good, dead, cwd=out), False),
-        ("docker2aci config", run("docker2aci", "--debug", ca, pushed, cwd=out, env=good_home), True),
-        ("docker2aci wrong config", run("docker2aci", "--debug", ca, pushed, cwd=out, env=bad_home), False),
-        ("push flags", run("actool", "--debug", "push", ca, f"--username={reg.username}",
-                           f"--password={reg.password}", aci, reg.ref("sec/pushed")), True),
-        ("push wrong flags", run("actool", "--debug", "push", ca, bad, aci, reg.ref("sec/pushed")), False),
-        ("push config", run("actool", "--debug", "push", ca, aci, reg.ref("sec/pushed"), env=good_home), True),
-        ("push wrong config", run("actool", "--debug", "push", ca, aci, reg.ref("sec/pushed"),
-                                  env=bad_home), False),
+        (
+            "docker2aci config",
+            run("docker2aci", "--debug", ca, pushed, cwd=out, env=good_home),
+            True,
+        ),
+        (
+            "docker2aci wrong config",
+            run("docker2aci", "--debug", ca, pushed, cwd=out, env=bad_home),
+            False,
+        ),
+        (
+            "push flags",
+            run(
+                "actool",
+                "--debug",
+                "push",
+                ca,
+                f"--username={reg.username}",
+                f"--password={reg.password}",
+                aci,
+                reg.ref("sec/pushed"),
+            ),
+            True,
+        ),
+        (
+            "push wrong flags",
+            run("actool", "--debug", "push", ca, bad, aci, reg.ref("sec/pushed")),
+            False,
+        ),
+        (
+            "push config",
+            run("actool", "--debug", "push", ca, aci, reg.ref("sec/pushed"), env=good_home),
+            True,
+        ),
+        (
+            "push wrong config",
+            run("actool", "--debug", "push", ca, aci, reg.ref("sec/pushed"), env=bad_home),
+            False,
+        ),
         ("push dead", run("actool", "--debug", "push", good, aci, dead), False),
         ("rkt docker config", run("rkt", *rkt, ca, "fetch", pushed, env=good_home), False),
         ("rkt url", run("rkt", *rkt, f"--ca-file={server.ca_file}", "fetch", with_secret), True),
         ("rkt url 404", run("rkt", *rkt, f"--ca-file={server.ca_file}", "fetch", missing), False),
         ("rkt url no CA", run("rkt", *rkt, "fetch", missing), False),
-        ("rkt url dead", run("rkt", *rkt, "fetch",
-                             f"https://me:{URL_SECRET.replace('/', '%2F')}@127.0.0.1:{free_port()}/x.aci"),
-         False),
+        (
+            "rkt url dead",
+            run(
+                "rkt",
+                *rkt,
+                "fetch",
+                f"https://me:{URL_SECRET.replace('/', '%2F')}@127.0.0.1:{free_port()}/x.aci",
+            ),
+            False,
+        ),
     ]
     for what, done, works in runs:
         assert (done.returncode == 0) == works, (what, done.stderr)
@@ -360,10 +513,17 @@ def test_store_key_and_pod_modes_under_umask_0(dirs: Dirs, gpg_keys: GpgKeys) ->
     aci = aci_named(dirs.tmp / "app.aci", "example.com/app")
     data = dirs.tmp / "var" / "lib" / "rkt"  # parents created by the store too
     flags = [f"--dir={data}", f"--local-config={dirs.local}", f"--system-config={dirs.system}"]
-    for args in (["trust", "--skip-fingerprint-review", "--prefix=example.com/app/deep", str(dirs.tmp / "key.gpg")],
-                 ["trust", "--skip-fingerprint-review", "--root", str(dirs.tmp / "key.gpg")],
-                 ["--insecure-options=image", "fetch", str(aci)],
-                 ["--insecure-options=image", "prepare", str(aci)]):
+    for args in (
+        [
+            "trust",
+            "--skip-fingerprint-review",
+            "--prefix=example.com/app/deep",
+            str(dirs.tmp / "key.gpg"),
+        ],
+        ["trust", "--skip-fingerprint-review", "--root", str(dirs.tmp / "key.gpg")],
+        ["--insecure-options=image", "fetch", str(aci)],
+        ["--insecure-options=image", "prepare", str(aci)],
+    ):
         done = run("rkt", *flags, *args, umask=0)
         assert done.returncode == 0, (args, done.stderr)
     # the store: nothing for others, temporary files for root alone
@@ -399,8 +559,22 @@ def test_store_key_and_pod_modes_under_umask_0(dirs: Dirs, gpg_keys: GpgKeys) ->
 
 PROC_SYS = pathlib.Path("/proc/sys/kernel/printk_ratelimit_burst")
 SYS_FILE = pathlib.Path("/sys/module/printk/parameters/time")
-ALLOWED_DEV = {"null", "zero", "full", "random", "urandom", "tty", "console", "pts", "ptmx", "shm",
-               "fd", "stdin", "stdout", "stderr"}
+ALLOWED_DEV = {
+    "null",
+    "zero",
+    "full",
+    "random",
+    "urandom",
+    "tty",
+    "console",
+    "pts",
+    "ptmx",
+    "shm",
+    "fd",
+    "stdin",
+    "stdout",
+    "stderr",
+}
 
 PROBE = r"""
 echo 7 > /proc/sys/kernel/printk_ratelimit_burst; echo "proc-sys=$?"
@@ -428,10 +602,15 @@ def test_a_pod_cannot_touch_the_host(tmp_path: pathlib.Path) -> None:
     layout.mkdir()
     busybox_rootfs(layout / "rootfs")
     (layout / "rootfs" / "mnt").mkdir()
-    manifest = image_manifest("example.com/probe", {
-        "exec": ["/bin/sh", "-c", PROBE], "user": "0", "group": "0",
-        "mountPoints": [{"name": "vol", "path": "/vol"}],
-    })
+    manifest = image_manifest(
+        "example.com/probe",
+        {
+            "exec": ["/bin/sh", "-c", PROBE],
+            "user": "0",
+            "group": "0",
+            "mountPoints": [{"name": "vol", "path": "/vol"}],
+        },
+    )
     image = build_aci(layout, manifest, tmp_path / "probe.aci")
     volume = tmp_path / "vol"
     volume.mkdir()
@@ -441,8 +620,17 @@ def test_a_pod_cannot_touch_the_host(tmp_path: pathlib.Path) -> None:
         done = rkt("run", f"--volume=vol,kind=host,source={volume}", str(image), timeout=120)
         assert "done" in done.stdout, (done.stdout, done.stderr)
         results = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-        for check in ("proc-sys", "sys", "sys-touch", "sysrq", "mknod-dev", "mknod-root", "mknod-vol",
-                      "mknod-vol-chr", "mount"):
+        for check in (
+            "proc-sys",
+            "sys",
+            "sys-touch",
+            "sysrq",
+            "mknod-dev",
+            "mknod-root",
+            "mknod-vol",
+            "mknod-vol-chr",
+            "mount",
+        ):
             assert results[check] != "0", (check, done.stdout)
         assert results["mkfifo"] == "0"  # fifos are not devices
         assert results["kcore"] == "0"

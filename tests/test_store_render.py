@@ -39,8 +39,14 @@ class Images:
         self.directory = directory
         self.count = 0
 
-    def add(self, short: str, entries: Sequence[tuple[Any, ...]] = (), *, latest: bool = False,
-            **manifest: Any) -> StoredImage:
+    def add(
+        self,
+        short: str,
+        entries: Sequence[tuple[Any, ...]] = (),
+        *,
+        latest: bool = False,
+        **manifest: Any,
+    ) -> StoredImage:
         self.count += 1
         path = self.directory / f"{short}-{self.count}.aci"
         make_image(path, f"example.com/{short}", entries, **manifest)
@@ -67,12 +73,19 @@ def read(root: str, rel: str) -> str:
 
 def test_order_and_first_provider_wins(store: ImageStore, images: Images) -> None:
     # A -> [B, C], C -> [D]: the spec lays down B, D, C, A; top first that is A, C, D, B.
-    d = images.add("d", [("file", "all", b"D"), ("file", "bcd", b"D"), ("file", "bd", b"D"),
-                         ("file", "d", b"D")])
-    c = images.add("c", [("file", "all", b"C"), ("file", "bcd", b"C"), ("file", "c", b"C")],
-                   dependencies=[dep("d")])
-    b = images.add("b", [("file", "all", b"B"), ("file", "bcd", b"B"), ("file", "bd", b"B"),
-                         ("file", "b", b"B")])
+    d = images.add(
+        "d",
+        [("file", "all", b"D"), ("file", "bcd", b"D"), ("file", "bd", b"D"), ("file", "d", b"D")],
+    )
+    c = images.add(
+        "c",
+        [("file", "all", b"C"), ("file", "bcd", b"C"), ("file", "c", b"C")],
+        dependencies=[dep("d")],
+    )
+    b = images.add(
+        "b",
+        [("file", "all", b"B"), ("file", "bcd", b"B"), ("file", "bd", b"B"), ("file", "b", b"B")],
+    )
     a = images.add("a", [("file", "all", b"A")], dependencies=[dep("b"), dep("c")])
     order = dependency_list(store, a.key)
     assert [i.key for i in order] == [a.key, c.key, d.key, b.key]
@@ -82,17 +95,36 @@ def test_order_and_first_provider_wins(store: ImageStore, images: Images) -> Non
     assert tree.images == (a.key, c.key, d.key, b.key)
     assert tree.tree_id == tree_id_for([a.key, c.key, d.key, b.key])
     assert {n: read(tree.rootfs, n) for n in ("all", "bcd", "bd", "b", "c", "d")} == {
-        "all": "A", "bcd": "C", "bd": "D", "b": "B", "c": "C", "d": "D"}
+        "all": "A",
+        "bcd": "C",
+        "bd": "D",
+        "b": "B",
+        "c": "C",
+        "d": "D",
+    }
     assert pathlib.Path(tree.path, "manifest").read_bytes() == store.manifest_bytes(a.key)
     assert pathlib.Path(tree.path, "image").read_text() == a.key
     assert tree.manifest.name == "example.com/a"
 
 
-def test_diamond_renders_the_shared_dependency_under_each_whitelist(store: ImageStore, images: Images) -> None:
-    d = images.add("d", [("dir", "lib"), ("file", "lib/one", b"1"), ("file", "lib/two", b"2"),
-                         ("file", "lib/three", b"3")])
-    b = images.add("b", [("file", "b", b"B")], dependencies=[dep("d")], whitelist=["/b", "/lib/one"])
-    c = images.add("c", [("file", "c", b"C")], dependencies=[dep("d")], whitelist=["/c", "/lib/two"])
+def test_diamond_renders_the_shared_dependency_under_each_whitelist(
+    store: ImageStore, images: Images
+) -> None:
+    d = images.add(
+        "d",
+        [
+            ("dir", "lib"),
+            ("file", "lib/one", b"1"),
+            ("file", "lib/two", b"2"),
+            ("file", "lib/three", b"3"),
+        ],
+    )
+    b = images.add(
+        "b", [("file", "b", b"B")], dependencies=[dep("d")], whitelist=["/b", "/lib/one"]
+    )
+    c = images.add(
+        "c", [("file", "c", b"C")], dependencies=[dep("d")], whitelist=["/c", "/lib/two"]
+    )
     a = images.add("a", [("file", "a", b"A")], dependencies=[dep("b"), dep("c")])
     order = dependency_list(store, a.key)
     assert [i.key for i in order] == [a.key, c.key, d.key, b.key, d.key]
@@ -102,10 +134,23 @@ def test_diamond_renders_the_shared_dependency_under_each_whitelist(store: Image
 
 
 def test_whitelist_filters_files_and_keeps_directories(store: ImageStore, images: Images) -> None:
-    base = images.add("base", [("dir", "bin"), ("file", "bin/sh", b"sh"), ("file", "bin/ls", b"ls"),
-                               ("dir", "empty"), ("symlink", "sbin", "bin"), ("file", "etc-x", b"x")])
-    top = images.add("top", [("file", "app", b"app"), ("file", "junk", b"j")],
-                     dependencies=[dep("base")], whitelist=["/app", "bin/sh", "/sbin/../sbin"])
+    base = images.add(
+        "base",
+        [
+            ("dir", "bin"),
+            ("file", "bin/sh", b"sh"),
+            ("file", "bin/ls", b"ls"),
+            ("dir", "empty"),
+            ("symlink", "sbin", "bin"),
+            ("file", "etc-x", b"x"),
+        ],
+    )
+    top = images.add(
+        "top",
+        [("file", "app", b"app"), ("file", "junk", b"j")],
+        dependencies=[dep("base")],
+        whitelist=["/app", "bin/sh", "/sbin/../sbin"],
+    )
     rootfs = TreeStore(store).render(top.key).rootfs
     assert sorted(os.listdir(rootfs)) == ["app", "bin", "empty", "sbin"]
     assert os.listdir(os.path.join(rootfs, "bin")) == ["sh"]
@@ -113,9 +158,18 @@ def test_whitelist_filters_files_and_keeps_directories(store: ImageStore, images
     assert base.key in TreeStore(store).render(top.key).images
 
 
-def test_a_whitelisted_link_to_a_filtered_file_gets_its_contents(store: ImageStore, images: Images) -> None:
-    images.add("base", [("dir", "bin"), ("file", "bin/busybox", b"bb"), ("hardlink", "bin/sh", "bin/busybox"),
-                        ("hardlink", "bin/ls", "bin/sh")])
+def test_a_whitelisted_link_to_a_filtered_file_gets_its_contents(
+    store: ImageStore, images: Images
+) -> None:
+    images.add(
+        "base",
+        [
+            ("dir", "bin"),
+            ("file", "bin/busybox", b"bb"),
+            ("hardlink", "bin/sh", "bin/busybox"),
+            ("hardlink", "bin/ls", "bin/sh"),
+        ],
+    )
     top = images.add("top", dependencies=[dep("base")], whitelist=["/bin/sh", "/bin/ls"])
     rootfs = TreeStore(store).render(top.key).rootfs
     assert sorted(os.listdir(os.path.join(rootfs, "bin"))) == ["ls", "sh"]
@@ -152,14 +206,19 @@ def test_dependency_image_id_mismatch(store: ImageStore, images: Images) -> None
     images.add("base", [("file", "v", b"x")])
     wrong = "sha512-" + "0" * 128
     a = images.add("a", dependencies=[dep("base", imageID=wrong)])
-    with pytest.raises(StoreError, match=f"depends on 'example.com/base' with image ID {wrong}, which is not"):
+    with pytest.raises(
+        StoreError, match=f"depends on 'example.com/base' with image ID {wrong}, which is not"
+    ):
         TreeStore(store).render(a.key)
 
 
 def test_missing_dependency(store: ImageStore, images: Images) -> None:
     a = images.add("a", dependencies=[dep("nowhere", labels=[{"name": "version", "value": "3"}])])
-    with pytest.raises(StoreError, match=r"'example\.com/a' depends on 'example\.com/nowhere' with labels "
-                                         "version=3, which is not in the store"):
+    with pytest.raises(
+        StoreError,
+        match=r"'example\.com/a' depends on 'example\.com/nowhere' with labels "
+        "version=3, which is not in the store",
+    ):
         TreeStore(store).render(a.key)
     assert TreeStore(store).list() == []
 
@@ -187,14 +246,30 @@ def test_new_dependency_gives_a_new_tree(store: ImageStore, images: Images) -> N
 # --- overriding and safety -------------------------------------------------------------
 
 
-def test_symlink_to_directory_overridden_by_a_directory(store: ImageStore, images: Images,
-                                                       tmp_path: pathlib.Path) -> None:
+def test_symlink_to_directory_overridden_by_a_directory(
+    store: ImageStore, images: Images, tmp_path: pathlib.Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
-    images.add("base", [("symlink", "lib", str(outside)), ("symlink", "etc", "../../outside"),
-                        ("dir", "usr"), ("file", "usr/base", b"b")])
-    a = images.add("a", [("dir", "lib"), ("file", "lib/x", b"x"), ("file", "etc/y", b"y"),
-                         ("symlink", "usr", str(outside))], dependencies=[dep("base")])
+    images.add(
+        "base",
+        [
+            ("symlink", "lib", str(outside)),
+            ("symlink", "etc", "../../outside"),
+            ("dir", "usr"),
+            ("file", "usr/base", b"b"),
+        ],
+    )
+    a = images.add(
+        "a",
+        [
+            ("dir", "lib"),
+            ("file", "lib/x", b"x"),
+            ("file", "etc/y", b"y"),
+            ("symlink", "usr", str(outside)),
+        ],
+        dependencies=[dep("base")],
+    )
     rootfs = TreeStore(store).render(a.key).rootfs
     for name in ("lib", "etc"):
         assert stat.S_ISDIR(os.lstat(os.path.join(rootfs, name)).st_mode), name
@@ -204,13 +279,19 @@ def test_symlink_to_directory_overridden_by_a_directory(store: ImageStore, image
 
 
 def test_a_file_under_an_upper_non_directory_is_skipped(store: ImageStore, images: Images) -> None:
-    images.add("base", [("dir", "opt"), ("file", "opt/inner", b"i"), ("dir", "var"),
-                        ("file", "var/keep", b"k")])
-    a = images.add("a", [("file", "opt", b"a file"), ("dir", "var", 0o700)], dependencies=[dep("base")])
+    images.add(
+        "base",
+        [("dir", "opt"), ("file", "opt/inner", b"i"), ("dir", "var"), ("file", "var/keep", b"k")],
+    )
+    a = images.add(
+        "a", [("file", "opt", b"a file"), ("dir", "var", 0o700)], dependencies=[dep("base")]
+    )
     rootfs = TreeStore(store).render(a.key).rootfs
     assert read(rootfs, "opt") == "a file"
     assert read(rootfs, "var/keep") == "k"
-    assert stat.S_IMODE(os.stat(os.path.join(rootfs, "var")).st_mode) == 0o700  # the upper directory's
+    assert (
+        stat.S_IMODE(os.stat(os.path.join(rootfs, "var")).st_mode) == 0o700
+    )  # the upper directory's
 
 
 def test_implicit_directories_take_lower_metadata_but_not_lower_types(
@@ -222,8 +303,11 @@ def test_implicit_directories_take_lower_metadata_but_not_lower_types(
     # another dependency.)
     images.add("base", [("dir", "usr", 0o711), ("symlink", "srv", str(outside))])
     images.add("base-x", [("file", "srv/x", b"x")])
-    a = images.add("a", [("file", "usr/bin/tool", b"t"), ("file", "srv/data", b"d")],
-                   dependencies=[dep("base"), dep("base-x")])
+    a = images.add(
+        "a",
+        [("file", "usr/bin/tool", b"t"), ("file", "srv/data", b"d")],
+        dependencies=[dep("base"), dep("base-x")],
+    )
     rootfs = TreeStore(store).render(a.key).rootfs
     assert stat.S_IMODE(os.stat(os.path.join(rootfs, "usr")).st_mode) == 0o711
     # srv is a directory (made for the upper image's file): the lower symlink is not laid
@@ -234,12 +318,26 @@ def test_implicit_directories_take_lower_metadata_but_not_lower_types(
 
 
 def test_hard_links(store: ImageStore, images: Images) -> None:
-    images.add("base", [("file", "shadowed", b"base content"), ("hardlink", "alias", "shadowed"),
-                        ("file", "shared", b"shared"), ("file", "plain", b"p"),
-                        ("hardlink", "plain2", "plain")])
-    a = images.add("a", [("file", "shadowed", b"top content"), ("file", "f", b"f"),
-                         ("hardlink", "g", "f"), ("hardlink", "to-base", "shared")],
-                   dependencies=[dep("base")])
+    images.add(
+        "base",
+        [
+            ("file", "shadowed", b"base content"),
+            ("hardlink", "alias", "shadowed"),
+            ("file", "shared", b"shared"),
+            ("file", "plain", b"p"),
+            ("hardlink", "plain2", "plain"),
+        ],
+    )
+    a = images.add(
+        "a",
+        [
+            ("file", "shadowed", b"top content"),
+            ("file", "f", b"f"),
+            ("hardlink", "g", "f"),
+            ("hardlink", "to-base", "shared"),
+        ],
+        dependencies=[dep("base")],
+    )
     rootfs = TreeStore(store).render(a.key).rootfs
 
     def ino(name: str) -> int:
@@ -340,9 +438,13 @@ _RENDER = textwrap.dedent("""
 """)
 
 
-def test_concurrent_renders_render_once(store: ImageStore, images: Images, tmp_path: pathlib.Path) -> None:
+def test_concurrent_renders_render_once(
+    store: ImageStore, images: Images, tmp_path: pathlib.Path
+) -> None:
     images.add("base", [("file", f"b{i}", os.urandom(1024)) for i in range(300)])
-    a = images.add("a", [("file", f"a{i}", os.urandom(1024)) for i in range(300)], dependencies=[dep("base")])
+    a = images.add(
+        "a", [("file", f"a{i}", os.urandom(1024)) for i in range(300)], dependencies=[dep("base")]
+    )
     go = tmp_path / "go"
     workers = [run_python(_RENDER, store.data_dir, a.key, str(go)) for _ in range(4)]
     time.sleep(0.5)
@@ -362,7 +464,9 @@ def test_concurrent_renders_render_once(store: ImageStore, images: Images, tmp_p
 # --- rkt image render / extract ----------------------------------------------------------
 
 
-def test_render_image_into_a_directory(store: ImageStore, images: Images, tmp_path: pathlib.Path) -> None:
+def test_render_image_into_a_directory(
+    store: ImageStore, images: Images, tmp_path: pathlib.Path
+) -> None:
     images.add("base", [("file", "base", b"b")])
     a = images.add("a", [("file", "top", b"t")], dependencies=[dep("base")])
     target = tmp_path / "out"
