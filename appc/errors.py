@@ -11,7 +11,6 @@ raises one :class:`InvalidManifest` holding all of them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Union
 
 __all__ = [
     "AppcError",
@@ -35,7 +34,7 @@ def __dir__() -> list[str]:
 
 
 #: A field path: object keys and list indices, outermost first.
-Path = tuple[Union[str, int], ...]
+Path = tuple[str | int, ...]
 
 _NO_VALUE = object()
 
