@@ -19,6 +19,7 @@ in bounded memory (a subprocess's peak RSS, ``VmHWM``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -637,3 +638,39 @@ def test_deep_trees_are_removed_without_following_links(
     rmtree(root)
     assert not root.exists()
     assert snapshot(corpus.outside) == before
+
+
+def _layer_blob(layout: pathlib.Path) -> pathlib.Path:
+    index = json.loads((layout / "index.json").read_text())
+    manifest = layout / "blobs" / index["manifests"][0]["digest"].replace(":", "/")
+    layer = json.loads(manifest.read_text())["layers"][0]["digest"]
+    return layout / "blobs" / layer.replace(":", "/")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "outside"])
+def test_layout_blobs_are_files_inside_the_layout(area: Area, corpus: Corpus, kind: str) -> None:
+    """A blob that never ends (``/dev/zero``, a fifo) or lies outside the layout is refused."""
+    layout = hc.write_layout(b"", area.dir / "layout")
+    blob = _layer_blob(layout)
+    blob.unlink()
+    if kind == "dev-zero":
+        blob.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(blob)
+    else:
+        blob.symlink_to(corpus.outside / "secret")
+    done = _run("appc_tools.docker2aci", str(layout), cwd=area.dir)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert re.search(r"leads out of the layout|is not a regular file", lines[0]), lines
+    area.unchanged(except_for=("layout",))
+
+
+def test_a_layer_of_endless_zeros_stops_at_the_limit(area: Area, corpus: Corpus) -> None:
+    layout = hc.write_layout(bytes(8 * 1024 * 1024), area.dir / "layout", compression="none")
+    with (
+        pytest.raises(ImageError, match="larger than the limit of 1048576 bytes"),
+        open_archive_image(layout) as source,
+    ):
+        convert_image(source, str(area.dir / "out"), ConvertOptions(max_size=1024 * 1024))
+    area.unchanged(except_for=("layout",))

@@ -7,7 +7,8 @@ Fixed deliberately, compared with the original:
 * ``manifest.json`` archives (no ``repositories`` file) and OCI 1.0 layouts
   (``index.json``, as a directory or a tar) are read;
 * compressed archives (``docker save | gzip``) are accepted;
-* every blob of an OCI layout is checked against its digest;
+* every blob of an OCI layout is checked against its digest, and must be a regular file
+  inside the layout (a symlink to ``/dev/zero`` made the conversion endless);
 * an OCI layout's ref names may be bare tags (``v1``: the image is named after the
   layout, ``busybox-v1.aci``) or whole references (``docker.io/library/busybox:1``, as
   skopeo writes them: named after the reference); ``-image`` matches a bare tag only as
@@ -25,6 +26,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tarfile
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
@@ -99,14 +101,23 @@ class _Tree:
         return path
 
     def open(self, name: str) -> IO[bytes]:
-        """Open the file *name*."""
+        """Open the file *name*: in a directory, a regular file that is inside it (a
+        symlink out of the layout, to ``/dev/zero`` or a fifo, say, would never end)."""
         if self._tar is None:
+            path = self._path(name)
+            real, root = os.path.realpath(path), os.path.realpath(self.source)
+            if not real.startswith(root + os.sep):
+                raise ImageError(f"{name!r} leads out of the layout", source=self.source)
             try:
-                return open(self._path(name), "rb")
+                fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as err:
                 raise ImageError(
                     f"cannot read {name}: {err.strerror or err}", source=self.source
                 ) from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise ImageError(f"{name!r} is not a regular file", source=self.source)
+            return os.fdopen(fd, "rb")
         member = self._member(name)
         if member is None or not member.isreg():
             raise ImageError(f"{name!r} not found in the archive", source=self.source)

@@ -40,7 +40,7 @@ from typing import IO, Any, cast
 
 import attrs
 
-from appc.aci._compress import Compression
+from appc.aci._compress import Compression, max_image_size
 from appc.aci.read import ImageReader, clean_name, name_limit_reason
 from appc.aci.validate import EntryChecker
 from appc.aci.write import DEFAULT_LEVEL, ImageWriter, atomic_output
@@ -146,11 +146,19 @@ def _open_layer(layer: ImageLayer, max_size: int | None = None) -> Iterator[Imag
         if not head.strip(b"\0"):
             # An empty blob, or a tar of end-of-archive blocks only (what docker save
             # writes for a layer without files): an empty layer.  Read to the end, so
-            # that a verified blob checks its digest, and refuse data after the zeros.
+            # that a verified blob checks its digest, and refuse data after the zeros
+            # (or zeros without end: the size limit holds here too).
+            limit = max_image_size() if max_size is None else max_size
+            total = len(head)
             while chunk := blob.read(_CHUNK):
+                total += len(chunk)
                 if chunk.strip(b"\0"):
                     raise ImageError(
                         "corrupt layer: data after end-of-archive blocks", source=where
+                    )
+                if total > limit:
+                    raise ImageError(
+                        f"uncompressed image larger than the limit of {limit} bytes", source=where
                     )
             yield None
             return
