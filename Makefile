@@ -35,7 +35,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip 'setuptools>=77' wheel
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,fast]'
 	@# Byte-compile once: with PYTHONDONTWRITEBYTECODE set, every start would compile anew.
 	$(BIN)/python -m compileall -q appc tools >/dev/null
 	touch $@

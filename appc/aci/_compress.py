@@ -11,12 +11,20 @@ a stream cut short as truncated.
 The writer compresses independent gzip members of :data:`GZIP_BLOCK_SIZE` bytes in a
 thread pool (zlib releases the GIL), which is standard gzip (RFC 1952 allows many
 members) at +0.03 % size, and scales with cores.
+
+Acceleration (the ``fast`` extra, ``pip install appc[fast]``): when installed,
+``zlib-ng`` deflates (same levels and format, about twice as fast, a few tenths of a
+percent larger) and ``isal`` inflates (about twice as fast).  The image ID is computed
+over the uncompressed tar, so it does not change; the compressed bytes may.
+``APPC_NO_ACCELERATION=1`` uses the standard library's zlib only.
 """
 
 from __future__ import annotations
 
 import bz2
 import concurrent.futures
+import functools
+import importlib
 import lzma
 import os
 import re
@@ -36,6 +44,8 @@ __all__ = [
     "ParallelGzipWriter",
     "PlainWriter",
     "decompressing_reader",
+    "deflate_module",
+    "inflate_module",
     "max_image_size",
 ]
 
@@ -65,6 +75,27 @@ def max_image_size() -> int:
     number, unit = match.groups()
     multiplier: int = 1024 ** " KMGT".index(unit.upper() or " ")
     return int(number) * multiplier
+
+
+def _accelerator(module: str) -> Any:
+    if os.environ.get("APPC_NO_ACCELERATION") == "1":
+        return None
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+@functools.cache
+def deflate_module() -> Any:
+    """The deflate implementation: ``zlib_ng`` when installed, else ``zlib``."""
+    return _accelerator("zlib_ng.zlib_ng") or zlib
+
+
+@functools.cache
+def inflate_module() -> Any:
+    """The inflate implementation: ``isal``, else ``zlib_ng``, when installed, else ``zlib``."""
+    return _accelerator("isal.isal_zlib") or _accelerator("zlib_ng.zlib_ng") or zlib
 
 
 class Compression(str):
@@ -176,7 +207,8 @@ class _MemberReader:
 
     def _new(self) -> _Decompressor:
         if self._kind is FileType.GZIP:
-            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+            inflate = inflate_module()
+            return inflate.decompressobj(16 + inflate.MAX_WBITS)  # type: ignore[no-any-return]
         if self._kind is FileType.BZIP2:
             return bz2.BZ2Decompressor()
         if self._kind is FileType.ZSTD:
@@ -208,7 +240,7 @@ class _MemberReader:
                 dec = self._dec = self._new()
             try:
                 out = dec.decompress(self._input, want)
-            except (zlib.error, OSError, EOFError, lzma.LZMAError) as err:
+            except (zlib.error, inflate_module().error, OSError, EOFError, lzma.LZMAError) as err:
                 raise ImageError(f"corrupt {self._kind} stream: {err}") from None
             if dec.eof:
                 self._input = dec.unused_data
@@ -269,12 +301,14 @@ class PlainWriter:
 
 
 def _gzip_member(data: bytes, level: int, mtime: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 9)
+    deflate = deflate_module()
+    compressor = deflate.compressobj(level, deflate.DEFLATED, -deflate.MAX_WBITS, 9)
     body = compressor.compress(data) + compressor.flush()
     xfl = 2 if level == 9 else 4 if level == 1 else 0
     header = struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, mtime, xfl, 255)
-    trailer = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
-    return header + body + trailer
+    trailer = struct.pack("<II", deflate.crc32(data), len(data) & 0xFFFFFFFF)
+    member: bytes = header + body + trailer
+    return member
 
 
 class ParallelGzipWriter:
