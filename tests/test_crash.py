@@ -628,11 +628,15 @@ def test_store_work_directory_of_a_dead_process(tmp_path: pathlib.Path) -> None:
 
 
 def test_docker2aci_work_directories_of_dead_processes(tmp_path: pathlib.Path) -> None:
-    """Only our own abandoned work directories are removed: marked and unlocked."""
+    """Only our own abandoned work directories are removed: named ours and unlocked."""
     from appc.docker.image import work_directory
 
-    foreign = tmp_path / "docker2aci-foreign"  # another tool's: no mark
+    foreign = tmp_path / "docker2aci-123456789"  # the Go tool's, in use or not: kept
     foreign.mkdir()
+    # Killed between making its directory and locking it (under the parent's lock):
+    # nothing marks it as in use, so it goes.
+    unlocked = tmp_path / "docker2aci-appc-killedearly"
+    unlocked.mkdir()
     with work_directory(str(tmp_path)) as first:
         (pathlib.Path(first) / "blob").write_bytes(b"partial")
         with work_directory(str(tmp_path)) as second:  # the first is in use: kept
@@ -649,6 +653,7 @@ def test_docker2aci_work_directories_of_dead_processes(tmp_path: pathlib.Path) -
         assert dead.is_dir()
         with work_directory(str(tmp_path)):
             assert not dead.exists()
+            assert not unlocked.exists()
             assert pathlib.Path(first).is_dir()
             assert foreign.is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["docker2aci-foreign"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docker2aci-123456789"]

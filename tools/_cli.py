@@ -26,11 +26,27 @@ __all__ = [
     "UsageError",
     "go_style",
     "is_terminal",
+    "tune_interpreter",
 ]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: The GIL switch interval of the tools (seconds; Python's default is 0.005).
+GIL_SWITCH_INTERVAL = 0.001
+
+
+def tune_interpreter() -> None:
+    """Set the process up for the tools' thread pipelines.
+
+    Reading and writing images run a Python thread (tar parsing, framing) beside
+    threads that spend their time in C with the GIL released (inflate, deflate,
+    sha512).  Each time such a thread returns from C it waits for the GIL, up to a
+    whole switch interval while the Python thread runs: at the default 5 ms that
+    waiting, not the work, bounded ``actool validate`` (1 ms: about 12 % faster;
+    shorter gained nothing more).  A whole-process setting, so only the CLIs make it.
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
 class UsageError(Exception):
@@ -231,6 +247,7 @@ class Tool:
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Run the tool on *argv* (default: ``sys.argv[1:]``) and return the exit status."""
+        tune_interpreter()
         args = go_style(list(sys.argv[1:] if argv is None else argv))
         index = self._command_index(args)
         if any(flag in ("--help", "-h") for flag in args[:index]):

@@ -29,6 +29,7 @@ from ._cli import (
     UsageError,
     go_style,
     is_terminal,
+    tune_interpreter,
 )
 
 if TYPE_CHECKING:
@@ -222,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``docker2aci`` console script."""
     from appc.errors import AppcError  # noqa: PLC0415
 
+    tune_interpreter()
     parser = _parser()
     args_list = go_style(list(sys.argv[1:] if argv is None else argv), short="ho")
     debug = False

@@ -222,7 +222,8 @@ class _MemberReader:
             # bz2/lzma buffer input themselves; zlib hands it back in unconsumed_tail.
             buffered = dec is not None and not getattr(dec, "needs_input", True)
             if not self._input and not buffered:
-                self._input = self._raw.read(_READ_SIZE)
+                # Input for about *want* bytes of output (deflate shrinks a tar ~4x).
+                self._input = self._raw.read(max(_READ_SIZE, want // 4))
                 if not self._input:
                     if dec is not None:
                         raise ImageError(f"truncated {self._kind} stream")

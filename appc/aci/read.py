@@ -7,7 +7,6 @@ decompressed bytes flow through a SHA-512 as ``tarfile`` parses them, so the ima
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
@@ -57,7 +56,8 @@ MAX_DEPTH = 256
 _TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError)
 _TAIL = 64 * 1024
 _CHUNK = 1024 * 1024
-_FETCH = 1024 * 1024
+_FETCH = 4 * 1024 * 1024  # the chunk size: large, so that the stages seldom meet at the GIL
+_FIRST_FETCH = 64 * 1024
 
 
 def clean_name(name: str) -> str:
@@ -111,12 +111,14 @@ def name_limit_reason(name: str, *, link: bool = False) -> str | None:
 class _HashingReader:
     """Hash every byte of the stream, count and remember the last few bytes handed out.
 
-    A worker thread decompresses and hashes the stream in 1 MiB chunks (zlib, lzma,
-    zstd and hashlib release the GIL), a few chunks ahead of ``tarfile``, which parses
-    them in the small reads it makes: validation runs on two cores, with bounded memory.
+    Three stages on their own threads, a few chunks apart: one decompresses (zlib,
+    lzma, zstd release the GIL), one hashes (and writes the tee; hashlib releases the
+    GIL too), and the caller's thread parses the hashed chunks in the small reads
+    ``tarfile`` makes.  Chunks are large so that the stages seldom wait for the GIL
+    while the parser holds it; memory stays bounded by the queues.
     """
 
-    _AHEAD = 4  # chunks decompressed ahead of the parser
+    _AHEAD = 3  # chunks a stage may run ahead of the next
 
     def __init__(self, raw: Any, tee: IO[bytes] | None = None) -> None:
         self._raw = raw
@@ -127,37 +129,65 @@ class _HashingReader:
         self._chunk = b""
         self._pos = 0
         self._eof = False
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._AHEAD)
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._produce, name="appc-decompress", daemon=True)
-        self._worker.start()
+        self._inflated: queue.Queue[bytes | BaseException] = queue.Queue(self._AHEAD)
+        self._hashed: queue.Queue[bytes | BaseException] = queue.Queue(self._AHEAD)
+        self._workers = [
+            threading.Thread(target=self._produce, name="appc-decompress", daemon=True),
+            threading.Thread(target=self._hash, name="appc-hash", daemon=True),
+        ]
+        for worker in self._workers:
+            worker.start()
 
-    def _put(self, item: bytes | BaseException) -> bool:
+    def _put(self, into: queue.Queue[bytes | BaseException], item: bytes | BaseException) -> bool:
         while not self._stop.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
+                into.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
+    def _get(self, source: queue.Queue[bytes | BaseException]) -> bytes | BaseException | None:
+        while not self._stop.is_set():
+            try:
+                return source.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
     def _produce(self) -> None:
+        # Small chunks first, so that a read that stops at the manifest (usually the
+        # first entries) decompresses little more than it needs.
+        size = _FIRST_FETCH
         try:
             while not self._stop.is_set():
-                data: bytes = self._raw.read(_FETCH)
-                if data:
-                    self.hasher.update(data)
-                    if self._tee is not None:
-                        self._tee.write(data)
-                if not self._put(data) or not data:
+                data: bytes = self._raw.read(size)
+                size = min(2 * size, _FETCH)
+                if not self._put(self._inflated, data) or not data:
                     return
-        except BaseException as err:  # handed to the reading thread
-            self._put(err)
+        except BaseException as err:  # handed down the pipeline to the reading thread
+            self._put(self._inflated, err)
+
+    def _hash(self) -> None:
+        while True:
+            item = self._get(self._inflated)
+            if item is None:
+                return
+            if isinstance(item, bytes) and item:
+                try:
+                    self.hasher.update(item)
+                    if self._tee is not None:
+                        self._tee.write(item)
+                except BaseException as err:
+                    item = err
+            if not self._put(self._hashed, item) or not isinstance(item, bytes) or not item:
+                return
 
     def _fill(self) -> bool:
         if self._eof:
             return False
-        item = self._queue.get()
+        item = self._hashed.get()
         if isinstance(item, BaseException):
             self._eof = True
             raise item
@@ -168,24 +198,49 @@ class _HashingReader:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        if self._pos >= len(self._chunk) and not self._fill():
-            return b""
-        end = len(self._chunk) if size is None or size < 0 else self._pos + size
-        data = self._chunk[self._pos : end]
-        self._pos += len(data)
+        """Return *size* bytes (all that is left if fewer: only at the end of the stream)."""
+        if size is None or size < 0:
+            size = _TAIL
+        parts: list[bytes] = []
+        while size > 0 and (self._pos < len(self._chunk) or self._fill()):
+            part = self._chunk[self._pos : self._pos + size]
+            self._pos += len(part)
+            size -= len(part)
+            parts.append(part)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         self.count += len(data)
         self.tail += data
         if len(self.tail) > 2 * _TAIL:
             del self.tail[:-_TAIL]
         return data
 
+    def tell(self) -> int:
+        """The offset of the next byte read."""
+        return self.count
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Skip forward to *offset* (hashed all the same); past the end, stop at the end.
+
+        ``tarfile``'s random-access mode (``r:``) skips member data through this, at a
+        fraction of the cost of its stream mode's reads, which copy every block.
+
+        :raises tarfile.StreamError: a seek backwards.
+        """
+        if whence != os.SEEK_SET or offset < self.count:
+            raise tarfile.StreamError("seeking backwards is not allowed")
+        skip = offset - self.count
+        while skip > 0 and (self._pos < len(self._chunk) or self._fill()):
+            step = min(skip, len(self._chunk) - self._pos)
+            self._pos += step
+            self.count += step
+            skip -= step
+        return self.count
+
     def close(self) -> None:
-        """Stop the worker (when the reader is abandoned before the end)."""
+        """Stop the workers (when the reader is abandoned before the end)."""
         self._stop.set()
-        while self._worker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.05)
-        self._worker.join()
+        for worker in self._workers:
+            worker.join()
 
 
 class ImageReader:
@@ -271,7 +326,7 @@ class ImageReader:
         """Yield each entry's header and cleaned name, in archive order."""
         try:
             self._tar = tarfile.open(
-                fileobj=self._stream, mode="r|", encoding="utf-8", errors="surrogateescape"
+                fileobj=self._stream, mode="r:", encoding="utf-8", errors="surrogateescape"
             )  # type: ignore[call-overload]
             for info in self._tar:
                 yield info, clean_name(info.name)

@@ -148,11 +148,12 @@ class ImageWriter:
         else:
             raise ValueError(f"unknown compression {compression!r} (gzip or none)")
         self._hash = hashlib.sha512()
-        self._buffer = bytearray(_CHUNK)
-        self._pending = bytearray()
-        # A second thread hashes and compresses (or writes) 1 MiB chunks while this one
-        # walks and frames: sha512 and the compressors release the GIL.
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(_AHEAD)
+        self._pending: list[bytes] = []  # headers and contents not yet handed over
+        self._pending_size = 0
+        # A second thread joins, hashes and compresses (or writes) chunks of about 1 MiB
+        # while this one walks and frames: sha512 and the compressors release the GIL,
+        # and this thread copies nothing (the join happens over there).
+        self._chunks: queue.Queue[list[bytes] | None] = queue.Queue(_AHEAD)
         self._failure: BaseException | None = None
         self._worker = threading.Thread(target=self._drain, name="appc-image-writer", daemon=True)
         self._worker.start()
@@ -161,12 +162,13 @@ class ImageWriter:
 
     def _drain(self) -> None:
         while True:
-            chunk = self._chunks.get()
-            if chunk is None:
+            parts = self._chunks.get()
+            if parts is None:
                 return
             if self._failure is not None:
                 continue  # keep taking chunks so the producer never blocks forever
             try:
+                chunk = parts[0] if len(parts) == 1 else b"".join(parts)
                 self._hash.update(chunk)
                 self._sink.write(chunk)
             except BaseException as err:  # handed to the producing thread
@@ -178,13 +180,18 @@ class ImageWriter:
             self._chunks.put(None)
             raise failure
 
-    def _write(self, data: bytes | memoryview) -> None:
-        self._pending += data
+    def _write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_size += len(data)
         self.size += len(data)
-        if len(self._pending) >= _CHUNK:
-            self._check()
-            self._chunks.put(bytes(self._pending))
-            self._pending.clear()
+        if self._pending_size >= _CHUNK:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        self._check()
+        self._chunks.put(self._pending)
+        self._pending = []
+        self._pending_size = 0
 
     def add(self, info: tarfile.TarInfo, content: IO[bytes] | None = None) -> None:
         """Append one entry; *content* supplies exactly ``info.size`` bytes for a regular file.
@@ -198,13 +205,12 @@ class ImageWriter:
         if content is None:
             raise ImageError(f"no content given for {info.name!r}")
         remaining = info.size
-        view = memoryview(self._buffer)
         while remaining:
-            read = content.readinto(view[: min(remaining, _CHUNK)])  # type: ignore[attr-defined]
-            if not read:
+            data = content.read(min(remaining, _CHUNK))
+            if not data:
                 raise ImageError(f"{info.name!r} shrank while it was being read")
-            self._write(view[:read])
-            remaining -= read
+            self._write(data)
+            remaining -= len(data)
         if content.read(1):
             raise ImageError(f"{info.name!r} grew while it was being read")
         padding = -info.size % _BLOCK
@@ -222,8 +228,7 @@ class ImageWriter:
         """End the archive, flush the compressor and return the image ID."""
         self._write(bytes(2 * _BLOCK))
         if self._pending:
-            self._chunks.put(bytes(self._pending))
-            self._pending.clear()
+            self._hand_over()
         self._chunks.put(None)
         self._worker.join()
         self._check()

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -27,7 +28,7 @@ import attrs
 from appc.docker.reference import DockerReference
 from appc.docker.registry import MediaType
 from appc.errors import FetchError, ImageError
-from appc.store.locks import FileLock
+from appc.store.locks import FileLock, new_locked_directory
 
 __all__ = [
     "ImageLayer",
@@ -278,39 +279,29 @@ def v1_layer(
     )
 
 
-#: Work directories are named ``docker2aci-*`` and marked as this library's by this file.
-_WORK_PREFIX = "docker2aci-"
-_WORK_MARK = ".appc-work"
+#: Work directories are named ``docker2aci-appc-*``: the original Go tool names its own
+#: ``docker2aci-<digits>``, which are never touched here.
+_WORK_PREFIX = "docker2aci-appc-"
 
 
 @contextlib.contextmanager
 def work_directory(workdir: str | None) -> Iterator[str]:
-    """A temporary directory ``docker2aci-*`` for downloads and decompressed archives,
-    removed when the block ends.
+    """A temporary directory ``docker2aci-appc-*`` for downloads and decompressed
+    archives, removed when the block ends.
 
-    It is held under an ``flock`` while in use; one left by a killed process (marked as
-    ours, unlocked) is removed when the next one is made in the same place.
+    It is held under an ``flock`` while in use; one left by a killed process (unlocked)
+    is removed when the next one is made in the same place.
 
     :param workdir: where to make it (created if missing); default ``$TMPDIR``.
     :raises ImageError: when it cannot be made (a clear error, not an ``OSError``).
     """
     parent = workdir or tempfile.gettempdir()
-    path = ""
-    lock: FileLock | None = None
     try:
         if workdir:
             os.makedirs(workdir, exist_ok=True)
         _remove_abandoned(parent)
-        path = tempfile.mkdtemp(prefix=_WORK_PREFIX, dir=parent)
-        lock = FileLock.open(path, directory=True)
-        lock.exclusive()
-        with open(os.path.join(path, _WORK_MARK), "xb"):
-            pass
+        path, lock = new_locked_directory(parent, lambda: _WORK_PREFIX + secrets.token_hex(6))
     except OSError as err:
-        if path:
-            shutil.rmtree(path, ignore_errors=True)
-        if lock is not None:
-            lock.close()
         raise ImageError(
             f"cannot create a temporary directory: {err.strerror or err}", source=parent
         ) from None
@@ -325,12 +316,12 @@ def _remove_abandoned(parent: str) -> None:
     """Remove the work directories in *parent* whose process died (ours, unlocked)."""
     for name in os.listdir(parent):
         path = os.path.join(parent, name)
-        if not name.startswith(_WORK_PREFIX) or not os.path.isfile(os.path.join(path, _WORK_MARK)):
+        if not name.startswith(_WORK_PREFIX) or os.path.islink(path):
             continue
         try:
             lock = FileLock.open(path, directory=True)
         except OSError:
             continue
         with lock:
-            if lock.exclusive(blocking=False) and not os.path.islink(path):
+            if lock.exclusive(blocking=False):
                 shutil.rmtree(path, ignore_errors=True)

@@ -67,7 +67,7 @@ from appc.aci.validate import EntryChecker
 from appc.errors import ImageError, StoreError, ValidationError
 from appc.schema.image import ImageManifest
 from appc.store.db import DB_FILE, DB_VERSION, Database
-from appc.store.locks import FileLock, KeyLock, LockBusy, lock_directory
+from appc.store.locks import FileLock, KeyLock, LockBusy, lock_directory, new_locked_directory
 from appc.types.hash import Hash
 
 __all__ = [
@@ -792,26 +792,12 @@ class ImageStore:
         ends; if the process dies instead, the next opening of the store removes it.
         :raises StoreError: it cannot be made (no space, permissions).
         """
-        while True:
-            path = os.path.join(self.tmp_dir, _temp_stem() + _WORK_SUFFIX)
-            try:
-                os.mkdir(path, _PRIVATE_DIR_MODE)
-                lock = FileLock.open(path, directory=True)
-            except FileNotFoundError:
-                continue  # a cleaner took it between mkdir and open
-            except OSError as err:
-                raise _io_error("make a work directory", err) from None
-            lock.exclusive()
-            # A cleaner may have locked and removed it between mkdir and lock.
-            try:
-                current = os.stat(path, follow_symlinks=False)
-            except FileNotFoundError:
-                lock.close()
-                continue
-            held = os.fstat(lock.fd)
-            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
-                break
-            lock.close()  # pragma: no cover - the name is random
+        try:
+            path, lock = new_locked_directory(
+                self.tmp_dir, lambda: _temp_stem() + _WORK_SUFFIX, mode=_PRIVATE_DIR_MODE
+            )
+        except OSError as err:
+            raise _io_error("make a work directory", err) from None
         try:
             yield path
         finally:

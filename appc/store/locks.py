@@ -38,12 +38,20 @@ import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
 from appc.errors import AppcError
 
-__all__ = ["FileLock", "KeyLock", "LockBusy", "lock_directory", "lock_file"]
+__all__ = [
+    "FileLock",
+    "KeyLock",
+    "LockBusy",
+    "lock_directory",
+    "lock_file",
+    "new_locked_directory",
+]
 
 
 def __dir__() -> list[str]:
@@ -205,6 +213,38 @@ def lock_directory(
     lock = FileLock.open(path, directory=True)
     _take(lock, exclusive, blocking)
     return lock
+
+
+def new_locked_directory(
+    parent: str, name: Callable[[], str], *, mode: int = 0o700
+) -> tuple[str, FileLock]:
+    """Make a new directory in *parent*, named by *name()*, and lock it exclusively.
+
+    For work directories that a cleaner removes when it finds them unlocked (their
+    process died): a cleaner may take the directory between ``mkdir`` and the lock;
+    then, as with a name already taken, another name is tried.  No lock on *parent* is
+    needed (a caller may hold one on it already).
+
+    :returns: the path and the held lock (closing it drops the lock).
+    :raises OSError: the directory cannot be made.
+    """
+    while True:
+        path = os.path.join(parent, name())
+        try:
+            os.mkdir(path, mode)
+            lock = FileLock.open(path, directory=True)
+        except (FileExistsError, FileNotFoundError):
+            continue  # a name taken, or a directory a cleaner took between mkdir and open
+        lock.exclusive()
+        try:
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            lock.close()
+            continue
+        held = os.fstat(lock.fd)
+        if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+            return path, lock
+        lock.close()  # removed, and the name made again meanwhile
 
 
 class KeyLock(FileLock):
