@@ -115,6 +115,37 @@ def test_finish_without_walking_and_after_a_partial_walk() -> None:
         assert str(image.finish()) == TAR_ID
 
 
+def test_an_entry_passed_by_cannot_be_read() -> None:
+    # The reader goes forward only: an earlier member's data is gone (never re-read).
+    with ImageReader(io.BytesIO(fx.compress(TAR, "gzip"))) as image:
+        earlier = None
+        for info, name in image.entries():
+            if name == "rootfs/etc/hosts":
+                earlier = info
+            elif earlier is not None and info.isreg():
+                with pytest.raises(ImageError, match="seeking backwards is not allowed"):
+                    image.read_entry(earlier, limit=10_000)
+                break
+        assert earlier is not None
+        assert str(image.finish()) == TAR_ID
+
+
+def test_large_members_read_across_chunks() -> None:
+    # Members larger than the reader's chunks, read in odd sizes, arrive whole and in order.
+    big = bytes(range(256)) * (3 * 1024 * 1024 // 256) + b"tail"
+    tar = fx.tar_bytes([fx.directory("rootfs"), fx.regular("rootfs/big", big),
+                        fx.regular("manifest", fx.manifest_bytes())])
+    with ImageReader(io.BytesIO(fx.compress(tar, "gzip"))) as image:
+        for info, name in image.entries():
+            if name == "rootfs/big":
+                member = image.member(info)
+                parts = []
+                while part := member.read(777_777):
+                    parts.append(part)
+                assert b"".join(parts) == big
+        assert str(image.finish()) == "sha512-" + hashlib.sha512(tar).hexdigest()
+
+
 def test_names_are_cleaned() -> None:
     tar = fx.tar_bytes([fx.directory("./rootfs/"), fx.regular("./rootfs//a/./b", b"x"),
                         fx.regular("./manifest", fx.manifest_bytes())])
