@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.harness import Result, compare, measure, print_table
+from bench.harness import Result, Sample, compare, measure, print_table
 from bench.tree import make_tree
 
 BIN = os.path.dirname(sys.executable)
@@ -56,19 +56,18 @@ def bench_build(tree: str, work: str, repeat: int) -> list[Result]:
     data = _tar_size(tree)
     plain_out = os.path.join(work, "plain.aci")
 
-    def remove_outputs() -> None:
-        # Freeing the last run's 400 MB file costs up to a second (in the rename over
+    def fresh(output: str, command: str | list[str]) -> Sample:
+        # Freeing the last run's 400 MB output costs up to a second (in the rename over
         # it, or in the shell's truncation): not part of building, so done untimed.
-        for path in (ours_out, base_out, plain_out):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(output)
+        return measure(command)
 
     gz = compare(
         "build-gzip",
-        lambda: measure([tool("actool"), "build", "--overwrite", tree, ours_out]),
-        lambda: measure(f"tar -C {tree} -cf - rootfs manifest | gzip -6 > {base_out}"),
+        lambda: fresh(ours_out, [tool("actool"), "build", "--overwrite", tree, ours_out]),
+        lambda: fresh(base_out, f"tar -C {tree} -cf - rootfs manifest | gzip -6 > {base_out}"),
         repeat=repeat,
-        before_each=remove_outputs,
     )
     gz.data_bytes = data
     gz.our_size, gz.baseline_size = os.path.getsize(ours_out), os.path.getsize(base_out)
@@ -78,12 +77,11 @@ def bench_build(tree: str, work: str, repeat: int) -> list[Result]:
     gz.extra = f"size ratio {size_ratio:.3f}"
     none = compare(
         "build-none",
-        lambda: measure(
-            [tool("actool"), "build", "--overwrite", "--no-compression", tree, plain_out]
+        lambda: fresh(
+            plain_out, [tool("actool"), "build", "--overwrite", "--no-compression", tree, plain_out]
         ),
         lambda: measure(f"tar -C {tree} -cf - rootfs manifest | sha512sum"),
         repeat=repeat,
-        before_each=remove_outputs,
     )
     none.data_bytes = data
     none.our_size = os.path.getsize(plain_out)

@@ -29,6 +29,7 @@ from ._cli import (
     UsageError,
     go_style,
     is_terminal,
+    one_malloc_arena,
     tune_interpreter,
 )
 
@@ -161,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         from appc.errors import ValidationError  # noqa: PLC0415
 
         raise ValidationError(f"unknown compression method: {args.compression}")
+    one_malloc_arena()
     platform = Platform(args.os, args.arch, args.variant)
     log = _debug_line if args.debug else None
     options = ConvertOptions(squash=not args.nosquash, compression=args.compression, log=log)

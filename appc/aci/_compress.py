@@ -315,7 +315,8 @@ def _gzip_member(data: bytes, level: int, mtime: int) -> bytes:
 class ParallelGzipWriter:
     """Write gzip as independent members compressed in a thread pool, in order.
 
-    Memory stays bounded: at most ``2 x threads`` blocks are in flight.  Each member
+    Memory stays bounded: at most ``threads + 1`` blocks are in flight (one waiting
+    for each thread that finishes, more bought no speed).  Each member
     header carries *mtime* (0 by default) and no file name, so output is reproducible.
     """
 
@@ -346,7 +347,7 @@ class ParallelGzipWriter:
 
     def _submit(self, block: bytes) -> None:
         self._inflight.append(self._pool.submit(_gzip_member, block, self._level, self._mtime))
-        while len(self._inflight) > 2 * self._threads:
+        while len(self._inflight) > self._threads + 1:
             self._out.write(self._inflight.popleft().result())
 
     def close(self) -> None:

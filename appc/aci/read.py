@@ -56,7 +56,7 @@ MAX_DEPTH = 256
 _TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError)
 _TAIL = 64 * 1024
 _CHUNK = 1024 * 1024
-_FETCH = 4 * 1024 * 1024  # the chunk size: large, so that the stages seldom meet at the GIL
+_FETCH = 2 * 1024 * 1024  # the chunk size: large, so that the stages seldom meet at the GIL
 _FIRST_FETCH = 64 * 1024
 
 
@@ -118,7 +118,7 @@ class _HashingReader:
     while the parser holds it; memory stays bounded by the queues.
     """
 
-    _AHEAD = 3  # chunks a stage may run ahead of the next
+    _AHEAD = 2  # chunks a stage may run ahead of the next
 
     def __init__(self, raw: Any, tee: IO[bytes] | None = None) -> None:
         self._raw = raw

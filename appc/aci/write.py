@@ -36,7 +36,7 @@ def __dir__() -> list[str]:
 DEFAULT_LEVEL = 6
 _BLOCK = tarfile.BLOCKSIZE
 _CHUNK = 1024 * 1024
-_AHEAD = 8  # chunks queued for the hashing/compressing thread
+_AHEAD = 4  # chunks queued for the hashing/compressing thread
 
 
 _NUL = b"\0"
