@@ -83,30 +83,16 @@ _FINAL_STATUS = frozenset(range(200, 600)) - RETRY_STATUS
 
 
 @attrs.frozen(kw_only=True)
-class RegistryOptions:
-    """How to talk to registries.
+class RegistryOptions(TransportOptions):
+    """How to talk to registries: the HTTP policy of :class:`~appc.transport.TransportOptions`
+    (TLS, plain HTTP as a fallback, retries, timeouts), plus credentials.
 
-    :param insecure_allow_http: fall back to plain HTTP (and follow redirects to it).
-    :param insecure_skip_verify: do not verify TLS certificates.
-    :param ca_file: a PEM bundle of extra trusted CAs.
     :param credentials: user and password to answer challenges with (default: from
         Docker's configuration files).
-    :param retries: how many times a failed request is tried again.
-    :param backoff: the first retry delay in seconds (doubled each time, at most
-        *max_delay*).
-    :param timeout: seconds to connect, and to wait for each read.
-    :param max_delay: the longest wait between two attempts (``Retry-After`` included).
     """
 
-    insecure_allow_http: bool = False
-    insecure_skip_verify: bool = False
-    ca_file: str | None = None
     credentials: Credentials | None = None
-    retries: int = 4
-    backoff: float = 0.5
-    timeout: float = 30.0
     user_agent: str = "appc/0.1 (docker2aci)"
-    max_delay: float = 30.0
 
 
 @attrs.frozen
@@ -169,18 +155,7 @@ class RegistryClient:
     def __init__(self, host: str, options: RegistryOptions | None = None) -> None:
         self.host = host
         self.options = options or RegistryOptions()
-        self.transport = Transport(
-            TransportOptions(
-                insecure_allow_http=self.options.insecure_allow_http,
-                insecure_skip_verify=self.options.insecure_skip_verify,
-                ca_file=self.options.ca_file,
-                retries=self.options.retries,
-                backoff=self.options.backoff,
-                timeout=self.options.timeout,
-                user_agent=self.options.user_agent,
-                max_delay=self.options.max_delay,
-            )
-        )
+        self.transport = Transport(self.options)
         self._scheme: str | None = None
         self._lock = threading.Lock()
         self._tokens: dict[str, str] = {}  # scope -> bearer token
