@@ -215,6 +215,16 @@ def lock_directory(
     return lock
 
 
+def _still_named(lock: FileLock, path: str) -> bool:
+    """Whether *path* still names the file or directory *lock* holds open."""
+    try:
+        current = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(lock.fd)
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
+
 def new_locked_directory(
     parent: str, name: Callable[[], str], *, mode: int = 0o700
 ) -> tuple[str, FileLock]:
@@ -236,15 +246,9 @@ def new_locked_directory(
         except (FileExistsError, FileNotFoundError):
             continue  # a name taken, or a directory a cleaner took between mkdir and open
         lock.exclusive()
-        try:
-            current = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
-            lock.close()
-            continue
-        held = os.fstat(lock.fd)
-        if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+        if _still_named(lock, path):
             return path, lock
-        lock.close()  # removed, and the name made again meanwhile
+        lock.close()  # removed (and maybe the name made again) meanwhile
 
 
 class KeyLock(FileLock):
@@ -267,16 +271,9 @@ class KeyLock(FileLock):
         while True:
             lock = FileLock.open(path)
             _take(lock, exclusive, blocking)
-            try:
-                current = os.stat(path, follow_symlinks=False)
-            except FileNotFoundError:
-                lock.close()
-                continue
-            held = os.fstat(lock.fd)
-            if (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino):
-                lock.close()  # the file was unlinked (and maybe re-created) meanwhile
-                continue
-            break
+            if _still_named(lock, path):
+                break
+            lock.close()  # the file was unlinked (and maybe re-created) meanwhile
         super().__init__(lock.fd, path)
         lock._fd = None  # ownership moved to self
         self.mode = "exclusive" if exclusive else "shared"
