@@ -341,7 +341,8 @@ class ParallelGzipWriter:
     def write(self, data: bytes | memoryview) -> None:
         self._buffer += data
         while len(self._buffer) >= self._block_size:
-            block = bytes(self._buffer[: self._block_size])
+            with memoryview(self._buffer) as view:  # one copy, not a slice and a copy
+                block = bytes(view[: self._block_size])
             del self._buffer[: self._block_size]
             self._submit(block)
 
