@@ -15,10 +15,11 @@ DEB_PACKAGES := python3 python3-venv python3-pip golang-go gcc libc6-dev gnupg b
 	docker-registry skopeo containerd runc apache2-utils openssl util-linux iproute2 iptables \
 	tar gzip xz-utils bzip2 zstd
 
-.PHONY: demo test check lint typecheck unit bench bench-quick system-deps venv clean
+.PHONY: demo test check lint typecheck unit bench bench-quick system-deps bench-deps venv clean
 
-system-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# Install the Debian packages of $(1) that are missing (as root; otherwise name them).
+define install_missing
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -29,6 +30,14 @@ system-deps:
 			echo "missing Debian packages (run as root to install them):$$missing" >&2; \
 		fi; \
 	fi
+endef
+
+system-deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+# The bench also prints systemd-nspawn's start of a container beside rkt run's.
+bench-deps:
+	$(call install_missing,systemd-container)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,10 +69,10 @@ unit: venv
 
 test: system-deps venv typecheck lint unit
 
-bench: system-deps venv
+bench: system-deps bench-deps venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-bench-quick: system-deps venv
+bench-quick: system-deps bench-deps venv
 	$(BIN)/python bench/run.py --quick
 
 clean:

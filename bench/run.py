@@ -131,6 +131,8 @@ def bench_startup(repeat: int) -> list[Result]:
 def _busybox_layout(path: str) -> str:
     rootfs = os.path.join(path, "rootfs", "bin")
     os.makedirs(rootfs, exist_ok=True)
+    # systemd-nspawn refuses a root without /usr ("doesn't look like it has an OS tree").
+    os.makedirs(os.path.join(path, "rootfs", "usr"), exist_ok=True)
     shutil.copy("/bin/busybox", os.path.join(rootfs, "busybox"))
     for applet in ("sh", "true"):
         with contextlib.suppress(FileExistsError):
