@@ -59,7 +59,9 @@ __all__ = [
     "Verdict",
     "aci_items",
     "bomb",
+    "extended_header_bomb",
     "layer_items",
+    "pax_sparse",
     "write_layout",
 ]
 
@@ -190,6 +192,38 @@ def big_manifest(size: int = 100 * _MIB) -> bytes:
     filler = size - len(opening) - len(closing)
     tail = closing + bytes(-size % BLOCK) + tar_bytes([])
     return _members("gzip", head + opening, b"a" * _MIB, filler, tail)
+
+
+def extended_header_bomb(
+    kind: bytes = tarfile.XHDTYPE, size: int = 1024**3, *, layer: bool = False
+) -> bytes:
+    """A gzip archive of a few KiB with an extended header (PAX ``x``, GNU long name ``L``)
+    claiming *size* bytes: ``tarfile`` reads one whole into memory."""
+    header = regular("././@LongLink").info()
+    header.type = kind
+    header.size = size
+    head = (b"" if layer else tar_bytes([directory("rootfs")], end=False)) + header.tobuf(
+        tarfile.USTAR_FORMAT
+    )
+    tail = bytes(-size % BLOCK) + tar_bytes([regular("x" if layer else "rootfs/x", b"x")])
+    return _members("gzip", head, b"a" * _MIB, size, tail)
+
+
+def pax_sparse(name: str, *, layer: bool = False) -> bytes:
+    """A PAX 1.0 sparse file whose map, in its data, claims a billion blocks (``tarfile``
+    collects a map as long as the data goes on)."""
+    header = regular(name).info()
+    header.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": name,
+        "GNU.sparse.realsize": "4096",
+    }
+    data = b"1000000000\n" + b"0\n512\n" * 200
+    header.size = len(data)
+    head = b"" if layer else tar_bytes([directory("rootfs")], end=False)
+    body = header.tobuf(tarfile.PAX_FORMAT) + data + bytes(-len(data) % BLOCK)
+    return gzip.compress(head + body + tar_bytes([] if layer else [manifest_entry()]), 1)
 
 
 # --- the image archives ---------------------------------------------------------------
@@ -646,6 +680,24 @@ def aci_items(outside: str, *, bomb_size: int = BOMB_SIZE, limit: int = LIMIT) -
             refuse(r"unsupported entry type"),
         ),
         Item(
+            "sparse-pax-1.0",
+            "a PAX 1.0 sparse file whose map claims a billion blocks",
+            lambda: pax_sparse("rootfs/sparse"),
+            refuse(r"unsupported entry type"),
+        ),
+        Item(
+            "pax-header-1GiB",
+            "a few KiB of gzip claiming a 1 GiB PAX extended header",
+            extended_header_bomb,
+            refuse(r"tar extended header of 1073741824 bytes \(limit 1048576\)"),
+        ),
+        Item(
+            "gnu-longname-1GiB",
+            "a few KiB of gzip claiming a 1 GiB GNU long name",
+            lambda: extended_header_bomb(tarfile.GNUTYPE_LONGNAME),
+            refuse(r"tar extended header of 1073741824 bytes \(limit 1048576\)"),
+        ),
+        Item(
             "bad-checksum",
             "a header whose checksum is wrong",
             _bad_checksum,
@@ -819,6 +871,24 @@ def layer_items(outside: str, *, bomb_size: int = BOMB_SIZE, limit: int = LIMIT)
             "a GNU sparse file",
             layer(Entry("sparse", tarfile.GNUTYPE_SPARSE)),
             refuse(r"unsupported entry type"),
+        ),
+        Item(
+            "layer-sparse-pax-1.0",
+            "a PAX 1.0 sparse file whose map claims a billion blocks",
+            lambda: pax_sparse("sparse", layer=True),
+            refuse(r"unsupported entry type"),
+        ),
+        Item(
+            "layer-pax-header-1GiB",
+            "a few KiB of gzip claiming a 1 GiB PAX extended header",
+            lambda: extended_header_bomb(layer=True),
+            refuse(r"tar extended header of 1073741824 bytes \(limit 1048576\)"),
+        ),
+        Item(
+            "layer-gnu-longlink-1GiB",
+            "a few KiB of gzip claiming a 1 GiB GNU long link",
+            lambda: extended_header_bomb(tarfile.GNUTYPE_LONGLINK, layer=True),
+            refuse(r"tar extended header of 1073741824 bytes \(limit 1048576\)"),
         ),
     ]
     anything = refuse(r"truncated|corrupt")

@@ -25,8 +25,10 @@ from appc.types.hash import Hash
 __all__ = [
     "MAX_COMPONENT_BYTES",
     "MAX_DEPTH",
+    "MAX_EXTENDED_HEADER_SIZE",
     "MAX_MANIFEST_SIZE",
     "MAX_NAME_BYTES",
+    "BoundedTarInfo",
     "ImageReader",
     "clean_name",
     "name_limit_reason",
@@ -44,6 +46,10 @@ def __dir__() -> list[str]:
 
 #: A manifest entry larger than this is refused (real manifests are a few KB).
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+#: The largest PAX extended header or GNU long name/link accepted.  ``tarfile`` reads
+#: one whole into memory: a megabyte of gzip could otherwise claim gigabytes.  Real ones
+#: hold a name (at most 4 KiB) and a file's xattrs (Linux: 64 KiB of them).
+MAX_EXTENDED_HEADER_SIZE = 1024 * 1024
 #: The longest entry name or link target (bytes): what Linux takes as a path (PATH_MAX - 1).
 MAX_NAME_BYTES = 4095
 #: The longest component of an entry name (bytes): what Linux file systems take (NAME_MAX).
@@ -106,6 +112,38 @@ def name_limit_reason(name: str, *, link: bool = False) -> str | None:
     if len(parts) > MAX_DEPTH:
         return f"file path deeper than {MAX_DEPTH} directories"
     return None
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """``tarfile``'s header parsing, without its unbounded reads (``tarinfo=`` of ``tarfile.open``).
+
+    Extended headers (PAX records, GNU long names and links) larger than
+    :data:`MAX_EXTENDED_HEADER_SIZE` are refused before ``tarfile`` reads them whole, and
+    sparse files — which images may not hold — before it reads their maps (GNU
+    continuation blocks, or PAX 1.0 maps in the data: a list that grows with the input).
+
+    :raises ImageError: from the iteration of the archive.
+    """
+
+    def _proc_gnulong(self, tarfile: Any) -> Any:
+        self._check_extended_size()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+    def _proc_pax(self, tarfile: Any) -> Any:
+        self._check_extended_size()
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+    def _proc_sparse(self, tarfile: Any) -> Any:
+        raise ImageError(f"unsupported entry type {self.type!r} (sparse file) for {self.name!r}")
+
+    def _proc_gnusparse_10(self, next: Any, pax_headers: Any, tarfile: Any) -> Any:
+        raise ImageError(f"unsupported entry type (PAX sparse file) for {next.name!r}")
+
+    def _check_extended_size(self) -> None:
+        if self.size > MAX_EXTENDED_HEADER_SIZE:
+            raise ImageError(
+                f"tar extended header of {self.size} bytes (limit {MAX_EXTENDED_HEADER_SIZE})"
+            )
 
 
 class _HashingReader:
@@ -326,7 +364,11 @@ class ImageReader:
         """Yield each entry's header and cleaned name, in archive order."""
         try:
             self._tar = tarfile.open(
-                fileobj=self._stream, mode="r:", encoding="utf-8", errors="surrogateescape"
+                fileobj=self._stream,
+                mode="r:",
+                encoding="utf-8",
+                errors="surrogateescape",
+                tarinfo=BoundedTarInfo,
             )  # type: ignore[call-overload]
             for info in self._tar:
                 yield info, clean_name(info.name)

@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from appc.aci._compress import decompressing_reader
 from appc.aci.filetype import FileType, detect_file_type
+from appc.aci.read import BoundedTarInfo
 from appc.docker.image import (
     ImageLayer,
     Platform,
@@ -473,11 +474,15 @@ def open_archive_image(
     with contextlib.ExitStack() as stack:
         plain = _plain_tar(source, workdir, stack)
         try:
-            tar = stack.enter_context(tarfile.open(plain, "r:"))
+            tar = stack.enter_context(tarfile.open(plain, "r:", tarinfo=BoundedTarInfo))
+        except ImageError as err:
+            raise ImageError(err.message, source=source) from None
         except (tarfile.TarError, OSError, ValueError) as err:  # ValueError: bad PAX numbers
             raise ImageError(f"not a readable tar archive: {err}", source=source) from None
         try:
             tree = _Tree(source, tar)
+        except ImageError as err:
+            raise ImageError(err.message, source=source) from None
         except (tarfile.TarError, EOFError, ValueError, OverflowError) as err:
             raise ImageError(f"corrupt archive: {err}", source=source) from None
         if tree.exists("index.json"):
