@@ -146,6 +146,18 @@ def test_large_members_read_across_chunks() -> None:
         assert str(image.finish()) == "sha512-" + hashlib.sha512(tar).hexdigest()
 
 
+def test_a_walk_keeps_no_headers_behind() -> None:
+    # Memory must not grow with the number of entries: tarfile's list of the headers it
+    # read stays empty (an archive of 300,000 empty files took 230 MB, now 80 MB).
+    entries = [fx.directory("rootfs"), *(fx.regular(f"rootfs/f{i}", b"") for i in range(500))]
+    tar = fx.tar_bytes([*entries, fx.regular("manifest", fx.manifest_bytes())])
+    with ImageReader(io.BytesIO(tar)) as image:
+        names = [name for _, name in image.entries()]
+        assert len(names) == 502
+        assert image._tar is not None and image._tar.members == []  # type: ignore[attr-defined]
+        assert str(image.finish()) == "sha512-" + hashlib.sha512(tar).hexdigest()
+
+
 def test_names_are_cleaned() -> None:
     tar = fx.tar_bytes([fx.directory("./rootfs/"), fx.regular("./rootfs//a/./b", b"x"),
                         fx.regular("./manifest", fx.manifest_bytes())])

@@ -371,6 +371,7 @@ class ImageReader:
                 tarinfo=BoundedTarInfo,
             )  # type: ignore[call-overload]
             for info in self._tar:
+                _forget_headers(self._tar)
                 yield info, clean_name(info.name)
         except ImageError as err:
             raise self._error(err.message) from None
@@ -421,7 +422,7 @@ class ImageReader:
         assert self._tar is not None
         try:
             for _ in self._tar:  # skip what the caller did not walk
-                pass
+                _forget_headers(self._tar)
             end = self._tar.offset
             beyond = self._stream.count - end
             if beyond > len(self._stream.tail):
@@ -442,6 +443,17 @@ class ImageReader:
             raise self._error(f"corrupt tar archive: {err}") from None
         self._finished = Hash.from_digest(self._stream.hasher.hexdigest())
         return self._finished
+
+
+def _forget_headers(tar: tarfile.TarFile) -> None:
+    """Drop the headers ``tarfile`` keeps of every entry it read.
+
+    A forward-only walk never needs them back, and they cost about half a kilobyte an
+    entry (150 MB for an archive of 300,000 empty files, gzip: 2 MB).  Its iterator asks
+    for the next header once its list is used up, so the walk goes on unchanged.
+    (``getmembers()`` would read the whole archive first; typeshed omits ``members``.)
+    """
+    tar.members.clear()  # type: ignore[attr-defined]
 
 
 class _MemberFile:
