@@ -502,19 +502,26 @@ class Fetcher:
     ) -> tuple[int, str, int]:
         import requests  # noqa: PLC0415 - already loaded by the transport
 
+        from appc.aci._compress import MAX_SIZE_ENV, max_download_size  # noqa: PLC0415
         from appc.transport import reason  # noqa: PLC0415
 
+        limit = max_download_size(getattr(self.store, "max_size", None))
+        too_large = f"larger than the download limit of {limit} bytes (set by {MAX_SIZE_ENV})"
         response = self.transport.request("GET", url, headers=headers, stream=True, ok=(200, 304))
         try:
             if response.status_code == 304:
                 return 304, etag, _max_age(response.headers)
             total = response.headers.get("Content-Length")
             expected = int(total) if total and total.isdigit() else None
+            if expected is not None and expected > limit:
+                raise FetchError(f"a download of {expected} bytes is {too_large}", url=url)
             written = 0
             with open(destination, "wb") as out:
                 for chunk in response.iter_content(1024 * 1024):
                     out.write(chunk)
                     written += len(chunk)
+                    if written > limit:
+                        raise FetchError(f"the download is {too_large}", url=url)
                     if self.options.progress is not None:
                         self.options.progress(url, written, expected)
             if expected is not None and written != expected:

@@ -480,6 +480,32 @@ def test_blob_digest_mismatch(registry: Registry, tmp_path: pathlib.Path, what: 
     assert dir_listing(tmp_path) == ["work"]  # no ACI, no temporary file, no download left
 
 
+def test_blobs_larger_than_any_image_are_not_downloaded(
+    registry: Registry, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 3 MB layer of random bytes, with images limited to 1 KiB: the download limit is
+    # 1 KiB + 1/64 + 1 MiB, which no such layer could decompress within.
+    img = di.big_image(3, tmp_path / "blobs", layers=1, seed=5)
+    push(registry, "reg/too-big", "v1", img)
+    monkeypatch.setenv("APPC_MAX_IMAGE_SIZE", "1K")
+    layer = img.layers[0]
+    # Declared in the manifest: refused before a byte is fetched.
+    with pytest.raises(
+        FetchError,
+        match=r"blob of \d+ bytes is larger than the download limit of 1049616 bytes \(set by APPC_MAX_IMAGE_SIZE\)",
+    ):
+        convert_remote(
+            registry.ref("reg/too-big", "v1"), tmp_path / "out", workdir=str(tmp_path / "work")
+        )
+    assert dir_listing(tmp_path / "work") == []
+    # Size unknown (schema1 manifests give none): stopped once past the limit.
+    client = RegistryClient(registry.host, HTTP)
+    destination = tmp_path / "blob"
+    with pytest.raises(FetchError, match=r"blob larger than the download limit of 1049616 bytes"):
+        client.download_blob("reg/too-big", layer.digest, str(destination))
+    assert not destination.exists()
+
+
 def test_manifest_digest_mismatch(registry: Registry, tmp_path: pathlib.Path) -> None:
     img = unique_image("manifest digest mismatch")
     digest = push(registry, "reg/corrupt-manifest", "v1", img)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -465,6 +466,19 @@ def test_fetch_https_url(env: Env) -> None:
     stored = env.fetcher().fetch(url)
     assert stored.name == ETCD
     assert env.server.requests() == [f"https:{_image_path()}", f"https:{_image_path()}.asc"]
+
+
+def test_a_download_larger_than_any_image_is_stopped(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3 MB that gzip cannot shrink, with images limited to 1 KiB: the download limit is
+    # 1 KiB + 1/64 + 1 MiB; nothing of it stays in the store.
+    env.trust()
+    env.publish(hello=random.Random(7).randbytes(3 * 1024 * 1024))
+    monkeypatch.setenv("APPC_MAX_IMAGE_SIZE", "1K")
+    with pytest.raises(FetchError, match=r"larger than the download limit of 1049616 bytes"):
+        env.fetcher().fetch(env.server.url(_image_path()))
+    env.assert_empty()
 
 
 def test_fetch_url_with_signature_option(env: Env) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "decompressing_reader",
     "deflate_module",
     "inflate_module",
+    "max_download_size",
     "max_image_size",
 ]
 
@@ -75,6 +76,20 @@ def max_image_size() -> int:
     number, unit = match.groups()
     multiplier: int = 1024 ** " KMGT".index(unit.upper() or " ")
     return int(number) * multiplier
+
+
+def max_download_size(max_size: int | None = None) -> int:
+    """The most compressed bytes worth downloading for an image or layer of at most
+    *max_size* uncompressed bytes (default: :func:`max_image_size`).
+
+    gzip, bzip2, xz and zstd grow incompressible data by well under 1 %, and a plain tar
+    not at all: a download beyond ``max_size + max_size / 64 + 1 MiB`` could never be
+    read within the limit, so it is stopped instead of filling the disk.
+
+    :raises ImageError: ``$APPC_MAX_IMAGE_SIZE`` is not a size.
+    """
+    limit = max_image_size() if max_size is None else max_size
+    return limit + limit // 64 + 1024 * 1024
 
 
 def _accelerator(module: str) -> Any:

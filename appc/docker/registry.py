@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import requests
 
+from appc.aci._compress import MAX_SIZE_ENV, max_download_size
 from appc.docker.auth import Challenge, Credentials, parse_www_authenticate
 from appc.errors import FetchError
 from appc.transport import RETRY_STATUS, Transport, TransportOptions, reason, retry_after
@@ -505,6 +506,13 @@ class RegistryClient:
         size: int | None,
         progress: Callable[[int], None] | None,
     ) -> None:
+        limit = max_download_size()
+        if size is not None and size > limit:
+            raise FetchError(
+                f"blob of {size} bytes is larger than the download limit of {limit} bytes "
+                f"(set by {MAX_SIZE_ENV})",
+                url=self.url(path),
+            )
         response = self.request("GET", path, scope=f"repository:{repository}:pull", stream=True)
         url = response.url or self.url(path)
         hasher = _digest_hasher(digest)
@@ -517,6 +525,12 @@ class RegistryClient:
                     written += len(chunk)
                     if size is not None and written > size:
                         raise FetchError(f"blob larger than its declared size {size}", url=url)
+                    if written > limit:
+                        raise FetchError(
+                            f"blob larger than the download limit of {limit} bytes "
+                            f"(set by {MAX_SIZE_ENV})",
+                            url=url,
+                        )
                     if progress is not None:
                         progress(len(chunk))
         except (
