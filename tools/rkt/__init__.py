@@ -8,7 +8,7 @@ global flags (``--dir``, ``--insecure-options``, ...) before or after the comman
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,14 +24,14 @@ _VERSION = "0.1.0"
 def _run_version(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"rkt Version: {_VERSION}\nappc Version: 0.8.11\n"
-        f"Python Version: {platform.python_version()}\nGo OS/Arch: linux/{_go_arch()}\n"
+        f"Python Version: {'.'.join(map(str, sys.version_info[:3]))}\nGo OS/Arch: linux/{_go_arch()}\n"
         "Features: -TPM +SELINUX-OFF\n"
     )
     return EXIT_OK
 
 
 def _go_arch() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "i686": "386"}.get(machine, machine)
 
 

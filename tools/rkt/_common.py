@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appc_tools._cli import UsageError
+
+if TYPE_CHECKING:  # every rkt command imports this module: keep its start-up light
+    import datetime
 
 __all__ = [
     "EXIT_RKT_FAILURE",
@@ -117,6 +118,8 @@ def format_time(moment: datetime.datetime) -> str:
 
 def human_duration(moment: datetime.datetime, now: datetime.datetime | None = None) -> str:
     """A relative time like rkt's list output: ``2 minutes ago``."""
+    import datetime  # noqa: PLC0415
+
     now = now or datetime.datetime.now(datetime.UTC)
     seconds = max(0, int((now - moment).total_seconds()))
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
@@ -128,6 +131,8 @@ def human_duration(moment: datetime.datetime, now: datetime.datetime | None = No
 
 def print_json(value: Any, fmt: str) -> None:
     """``--format=json`` (compact, one line) or ``json-pretty`` (tab-indented)."""
+    import json  # noqa: PLC0415
+
     if fmt == "json-pretty":
         sys.stdout.write(json.dumps(value, indent="\t") + "\n")
     else:

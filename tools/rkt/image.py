@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import shutil
 import sys
 from typing import Any
 
@@ -168,6 +166,8 @@ def _run_gc(args: argparse.Namespace) -> int:
         in_use = _trees_in_use(args.dir)
         for tree_id in trees.gc(in_use):
             sys.stdout.write(f"removed treestore {tree_id!r}\n")
+        import datetime  # noqa: PLC0415 - not on the start-up path of every rkt command
+
         now = datetime.datetime.now(datetime.UTC)
         used_keys = _images_in_use(args.dir)
         for image in images_store.list():
@@ -228,6 +228,8 @@ def _run_export(args: argparse.Namespace) -> int:
             images_store.open_blob(image.key) as blob,
             atomic_output(args.output, overwrite=args.overwrite) as out,
         ):
+            import shutil  # noqa: PLC0415 - not on the start-up path of every rkt command
+
             shutil.copyfileobj(blob, out, 1024 * 1024)
     return EXIT_OK
 
