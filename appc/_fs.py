@@ -10,17 +10,24 @@ __all__ = ["makedirs", "rmtree"]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def makedirs(path: str | os.PathLike[str], mode: int) -> None:
+def makedirs(
+    path: str | os.PathLike[str], mode: int = 0o777, *, made: list[str] | None = None
+) -> None:
     """``os.makedirs`` that gives *every* directory it creates *mode* (less the umask), as
     Go's ``os.MkdirAll`` does.
 
     Python's gives only the last one *mode*: the others get ``0o777`` less the umask, so
     under ``umask 0`` the parents of ``/var/lib/rkt/pods/run`` or of a trusted key's
     directory would be world-writable (anyone could rename what is inside them).
+
+    :param made: a list that receives each directory created, in order, even when the
+        call fails half-way (so that a caller can remove them after a failure).
+    :raises FileExistsError: a file is in the way (``filename`` names it).
+    :raises OSError: a directory cannot be made (``filename`` names it).
     """
-    target = os.path.abspath(os.fspath(path))
+    target = os.fspath(path)
     missing = []
-    while not os.path.isdir(target):
+    while target and not os.path.isdir(target):
         missing.append(target)
         parent = os.path.dirname(target)
         if parent == target:
@@ -32,6 +39,9 @@ def makedirs(path: str | os.PathLike[str], mode: int) -> None:
         except FileExistsError:
             if not os.path.isdir(directory):
                 raise
+            continue  # made meanwhile by another process
+        if made is not None:
+            made.append(directory)
 
 
 def rmtree(path: str | os.PathLike[str], *, ignore_errors: bool = False) -> None:

@@ -40,6 +40,7 @@ from typing import IO, Any, cast
 
 import attrs
 
+from appc._fs import makedirs
 from appc.aci._compress import Compression, max_image_size
 from appc.aci.read import ImageReader, clean_name, name_limit_reason
 from appc.aci.validate import EntryChecker
@@ -483,22 +484,13 @@ def convert_image(
 
 def _make_directories(directory: str, made: list[str]) -> None:
     """``os.makedirs``, noting each directory created (so a failure can remove them)."""
-    missing = []
-    while directory and not os.path.isdir(directory):
-        missing.append(directory)
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            if os.path.isdir(path):
-                continue  # made meanwhile by another process
-            raise ImageError("cannot create directory: a file is in the way", source=path) from None
-        except OSError as err:
-            raise ImageError(
-                f"cannot create directory: {err.strerror or err}", source=path
-            ) from None
-        made.append(path)
+    try:
+        makedirs(directory, made=made)
+    except FileExistsError as err:
+        raise ImageError(
+            "cannot create directory: a file is in the way", source=err.filename
+        ) from None
+    except OSError as err:
+        raise ImageError(
+            f"cannot create directory: {err.strerror or err}", source=err.filename or directory
+        ) from None
