@@ -502,11 +502,11 @@ class Fetcher:
     ) -> tuple[int, str, int]:
         import requests  # noqa: PLC0415 - already loaded by the transport
 
-        from appc.aci._compress import MAX_SIZE_ENV, max_download_size  # noqa: PLC0415
+        from appc.aci._compress import download_limit_text, max_download_size  # noqa: PLC0415
         from appc.transport import reason  # noqa: PLC0415
 
         limit = max_download_size(getattr(self.store, "max_size", None))
-        too_large = f"larger than the download limit of {limit} bytes (set by {MAX_SIZE_ENV})"
+        too_large = f"larger than {download_limit_text(limit)}"
         response = self.transport.request("GET", url, headers=headers, stream=True, ok=(200, 304))
         try:
             if response.status_code == 304:

@@ -45,6 +45,7 @@ __all__ = [
     "PlainWriter",
     "decompressing_reader",
     "deflate_module",
+    "download_limit_text",
     "inflate_module",
     "max_download_size",
     "max_image_size",
@@ -90,6 +91,11 @@ def max_download_size(max_size: int | None = None) -> int:
     """
     limit = max_image_size() if max_size is None else max_size
     return limit + limit // 64 + 1024 * 1024
+
+
+def download_limit_text(limit: int) -> str:
+    """How errors name the limit of :func:`max_download_size` (and what sets it)."""
+    return f"the download limit of {limit} bytes (set by {MAX_SIZE_ENV})"
 
 
 def _accelerator(module: str) -> Any:

@@ -236,7 +236,8 @@ class _HashingReader:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        """Return *size* bytes (all that is left if fewer: only at the end of the stream)."""
+        """Return *size* bytes (all that is left if fewer: only at the end of the stream);
+        a negative *size* reads up to 64 KiB, not the whole stream."""
         if size is None or size < 0:
             size = _TAIL
         parts: list[bytes] = []

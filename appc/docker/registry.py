@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 import requests
 
-from appc.aci._compress import MAX_SIZE_ENV, max_download_size
+from appc.aci._compress import download_limit_text, max_download_size
 from appc.docker.auth import Challenge, Credentials, parse_www_authenticate
 from appc.errors import FetchError
 from appc.transport import RETRY_STATUS, Transport, TransportOptions, reason, retry_after
@@ -509,8 +509,7 @@ class RegistryClient:
         limit = max_download_size()
         if size is not None and size > limit:
             raise FetchError(
-                f"blob of {size} bytes is larger than the download limit of {limit} bytes "
-                f"(set by {MAX_SIZE_ENV})",
+                f"blob of {size} bytes is larger than {download_limit_text(limit)}",
                 url=self.url(path),
             )
         response = self.request("GET", path, scope=f"repository:{repository}:pull", stream=True)
@@ -526,11 +525,7 @@ class RegistryClient:
                     if size is not None and written > size:
                         raise FetchError(f"blob larger than its declared size {size}", url=url)
                     if written > limit:
-                        raise FetchError(
-                            f"blob larger than the download limit of {limit} bytes "
-                            f"(set by {MAX_SIZE_ENV})",
-                            url=url,
-                        )
+                        raise FetchError(f"blob larger than {download_limit_text(limit)}", url=url)
                     if progress is not None:
                         progress(len(chunk))
         except (
