@@ -436,6 +436,20 @@ def test_an_abandoned_intent_removes_its_orphan_blob(data_dir: pathlib.Path, tmp
 # --- locks -----------------------------------------------------------------------
 
 
+def test_new_locked_directory(tmp_path: pathlib.Path) -> None:
+    from appc.store.locks import new_locked_directory
+
+    names = iter(["taken", "fresh"])
+    (tmp_path / "taken").mkdir()
+    path, lock = new_locked_directory(str(tmp_path), lambda: next(names))
+    with lock:
+        assert path == str(tmp_path / "fresh") and lock.mode == "exclusive"
+        assert not FileLock.open(path, directory=True).exclusive(blocking=False)
+    # A parent that is gone is an error, not an endless search for a free name.
+    with pytest.raises(FileNotFoundError):
+        new_locked_directory(str(tmp_path / "gone"), lambda: "x")
+
+
 def test_file_locks(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "lock"
     first = FileLock.open(path)

@@ -241,10 +241,13 @@ def new_locked_directory(
     while True:
         path = os.path.join(parent, name())
         try:
-            os.mkdir(path, mode)
+            os.mkdir(path, mode)  # a missing parent is an error (FileNotFoundError)
+        except FileExistsError:
+            continue  # a name taken
+        try:
             lock = FileLock.open(path, directory=True)
-        except (FileExistsError, FileNotFoundError):
-            continue  # a name taken, or a directory a cleaner took between mkdir and open
+        except FileNotFoundError:
+            continue  # a cleaner took it between mkdir and open
         lock.exclusive()
         if _still_named(lock, path):
             return path, lock
