@@ -223,7 +223,7 @@ def pax_sparse(name: str, *, layer: bool = False) -> bytes:
     header.size = len(data)
     head = b"" if layer else tar_bytes([directory("rootfs")], end=False)
     body = header.tobuf(tarfile.PAX_FORMAT) + data + bytes(-len(data) % BLOCK)
-    return gzip.compress(head + body + tar_bytes([] if layer else [manifest_entry()]), 1)
+    return gzip.compress(head + body + tar_bytes([] if layer else [manifest_entry()]), 1, mtime=0)
 
 
 # --- the image archives ---------------------------------------------------------------
